@@ -1,0 +1,1 @@
+"""Built-in executors, registered through the `runbook` entry-point group like any plugin."""

@@ -1,0 +1,46 @@
+"""Every hook a plugin can implement: the one page a plugin author reads.
+
+Plugins are modules (or objects) registered under the `runbook` entry-point
+group; the built-in executors in `runbook_plugins` use exactly the same route.
+Implement a hook by decorating a function with `runbook.hookimpl` and naming it
+as below. Collecting hooks (all results are gathered) return lists; observer
+hooks return None. Nothing here is `firstresult`: every plugin is heard.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from runbook.executor import ExecutorSpec, ReportFormat, StepEvent
+
+hookspec = pluggy.HookspecMarker("runbook")
+hookimpl = pluggy.HookimplMarker("runbook")
+
+
+@hookspec
+def runbook_executors() -> list[ExecutorSpec]:  # type: ignore[empty-body]
+    """Return the executors this plugin provides.
+
+    Called once when the plugin manager starts. Executor names are global: two
+    plugins returning the same name is an error that names both plugins. Keep
+    heavy imports (SDKs) inside `run()`, not at module import, so the CLI stays
+    fast and a missing optional dependency only fails the steps that need it.
+    """
+
+
+@hookspec
+def runbook_report_formats() -> list[ReportFormat]:  # type: ignore[empty-body]
+    """Return report formats (`runbook report LOG --format NAME`) this plugin adds.
+
+    Called when a report is requested. A format name claimed twice is an error.
+    """
+
+
+@hookspec
+def runbook_step_finished(event: StepEvent) -> None:
+    """Observe a step that has finished (passed, failed, skipped, planned...).
+
+    Called on the runner's thread after the step's records are in the log.
+    An exception here is recorded as an observer error and never fails the run:
+    observers (notifications, metrics) must not change an incident's outcome.
+    """
