@@ -1,1 +1,196 @@
-"""placeholder"""
+"""The `shell` executor: run a command on this machine, as an argv list or an sh string.
+
+An argv list runs without a shell, so no rendered value can ever become a pipe
+or a second command; a `command` string runs under `/bin/sh -c` and the runner
+shell-quotes every value rendered into it (`shell_fields`). The command gets
+its own process group so a timeout or Ctrl-C stops everything it started, and
+its output is bounded so a chatty command cannot exhaust memory or the log.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from runbook import hookimpl
+from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+
+if TYPE_CHECKING:
+    from ._process import ProcessOutcome
+
+SHELL = ("/bin/sh", "-c")
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+
+SCHEMA: Mapping[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "shell",
+    "description": "Run a command: `argv` (no shell, preferred) or `command` (an sh string).",
+    "type": "object",
+    "properties": {
+        "argv": {
+            "description": "Program and arguments, run without a shell; each item is one "
+            "argument whatever it contains.",
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+        },
+        "command": {
+            "description": "A /bin/sh command line; every value rendered into it is "
+            "shell-quoted, so a parameter cannot add an argument or a command.",
+            "type": "string",
+            "minLength": 1,
+        },
+        "env": {
+            "description": "Environment variables added to (or replacing) the inherited ones.",
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+        },
+        "cwd": {
+            "description": "Working directory; it must exist.",
+            "type": "string",
+            "minLength": 1,
+        },
+        "target": {
+            "description": "Name of the target to run on (see `targets:`); default: this "
+            "machine. Only targets with transport 'local' are supported so far.",
+            "type": "string",
+            "minLength": 1,
+        },
+        "stdin": {
+            "description": "Text fed to the command's standard input; without it the "
+            "command reads nothing (/dev/null).",
+            "type": "string",
+        },
+        "max_output": {
+            "description": "Bytes of stdout and of stderr kept (each); the rest is "
+            "dropped and a note says how much. Default 1 MiB.",
+            "type": "integer",
+            "minimum": 0,
+            "default": DEFAULT_MAX_OUTPUT,
+        },
+    },
+    "oneOf": [{"required": ["argv"]}, {"required": ["command"]}],
+    "additionalProperties": False,
+}
+
+RESULT_FIELDS: Mapping[str, str] = {
+    "exit_code": "exit status (negative: killed by that signal number)",
+    "stdout": "standard output, UTF-8 decoded (undecodable bytes replaced), bounded",
+    "stderr": "standard error, decoded and bounded like stdout",
+    "pid": "process id of the command (also its process group id)",
+    "elapsed": "seconds from start to exit, monotonic clock",
+}
+
+
+def _argv(config: Mapping[str, Any]) -> list[str]:
+    if "argv" in config:
+        return [str(arg) for arg in config["argv"]]
+    return [*SHELL, str(config["command"])]
+
+
+def _call(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The exact call, JSON-serialisable, shared by plan() and the result's `call`."""
+    call: dict[str, Any]
+    if "argv" in config:
+        call = {"argv": [str(arg) for arg in config["argv"]]}
+    else:
+        call = {"command": str(config["command"]), "shell": list(SHELL)}
+    if "env" in config:
+        call["env"] = dict(config["env"])
+    for key in ("cwd", "stdin", "target"):
+        if key in config:
+            call[key] = config[key]
+    return call
+
+
+def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
+    """`$ argv...` for humans and the exact argv/command for the plan file; no I/O."""
+    shown = shlex.join(_argv(config)) if "argv" in config else str(config["command"])
+    return PlannedCall(summary=f"$ {shown}", detail=_call(config))
+
+
+def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
+    """Run the command once, within `ctx.timeout`, stopping early when `ctx.cancel` is set."""
+    from ._process import run_process, transport_problem
+
+    call = _call(config)
+    problem = transport_problem("shell", config.get("target"), ctx.target)
+    if problem is not None:
+        return StepResult.failure(problem, call=call)
+    if ctx.cancel.is_set():
+        return StepResult.failure("cancelled", call=call)
+    argv = _argv(config)
+    env = {**os.environ, **config["env"]} if "env" in config else None
+    stdin = config["stdin"].encode("utf-8") if "stdin" in config else None
+    try:
+        outcome = run_process(
+            argv,
+            env=env,
+            cwd=config.get("cwd"),
+            stdin=stdin,
+            timeout=ctx.timeout,
+            cancel=ctx.cancel,
+            max_output=int(config.get("max_output", DEFAULT_MAX_OUTPUT)),
+        )
+    except OSError as exc:
+        return StepResult.failure(_start_error(exc, argv, config.get("cwd")), call=call)
+    return _result(outcome, ctx.timeout, call)
+
+
+def _start_error(exc: OSError, argv: list[str], cwd: str | None) -> str:
+    """Name what could not be started, in the words an operator would search for."""
+    if cwd is not None and exc.filename == cwd:
+        return f"working directory is not usable: {cwd} ({exc.strerror})"
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {argv[0]}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {argv[0]}"
+    return f"cannot start {argv[0]}: {exc.strerror or exc}"
+
+
+def _result(outcome: ProcessOutcome, timeout: float | None, call: dict[str, Any]) -> StepResult:
+    stdout = outcome.stdout.text()
+    fields = {
+        "exit_code": outcome.exit_code,
+        "stdout": stdout,
+        "stderr": outcome.stderr.text(),
+        "pid": outcome.pid,
+        "elapsed": outcome.elapsed,
+    }
+    error = None
+    if outcome.stopped == "timeout":
+        error = f"timed out after {float(timeout or 0)}s"
+    elif outcome.stopped == "cancelled":
+        error = "cancelled"
+    return StepResult(
+        ok=error is None,
+        fields=fields,
+        output=stdout,
+        error=error,
+        timed_out=outcome.stopped == "timeout",
+        elapsed=outcome.elapsed,
+        call=call,
+    )
+
+
+SPEC = ExecutorSpec(
+    name="shell",
+    schema=SCHEMA,
+    plan=plan,
+    run=run,
+    read_only=False,
+    default_expect=("exit_code == 0",),
+    shell_fields=("command",),
+    description="Run a command on this machine: an argv list (no shell) or an sh string "
+    "with every rendered value quoted; bounded output, timeout and Ctrl-C kill its "
+    "whole process group.",
+    result_fields=RESULT_FIELDS,
+)
+
+
+@hookimpl
+def runbook_executors() -> list[ExecutorSpec]:
+    """The shell executor."""
+    return [SPEC]
