@@ -38,11 +38,18 @@ class StepResult:
     call: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def failure(cls, error: str, *, timed_out: bool = False, elapsed: float = 0.0,
-                call: Mapping[str, Any] | None = None) -> StepResult:
+    def failure(
+        cls,
+        error: str,
+        *,
+        timed_out: bool = False,
+        elapsed: float = 0.0,
+        call: Mapping[str, Any] | None = None,
+    ) -> StepResult:
         """An attempt that could not be carried out, with the reason."""
-        return cls(ok=False, error=error, timed_out=timed_out, elapsed=elapsed,
-                   call=dict(call or {}))
+        return cls(
+            ok=False, error=error, timed_out=timed_out, elapsed=elapsed, call=dict(call or {})
+        )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -93,13 +93,18 @@ class PluginRegistry:
         dist = ep.dist.name if ep.dist is not None else "(unknown)"
         version = ep.dist.version if ep.dist is not None else ""
         if self._pm.get_plugin(ep.name) is not None:
-            self.failures.append(PluginFailure(ep.name, ep.value, dist,
-                                               "another plugin is already registered under this name"))
+            self.failures.append(
+                PluginFailure(
+                    ep.name, ep.value, dist, "another plugin is already registered under this name"
+                )
+            )
             return
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken plugin must not break unrelated runbooks
-            self.failures.append(PluginFailure(ep.name, ep.value, dist, f"{type(exc).__name__}: {exc}"))
+            self.failures.append(
+                PluginFailure(ep.name, ep.value, dist, f"{type(exc).__name__}: {exc}")
+            )
             return
         self.register(plugin, PluginInfo(ep.name, ep.value, dist, version))
 
@@ -117,17 +122,24 @@ class PluginRegistry:
         for impl in reversed(self._pm.hook.runbook_executors.get_hookimpls()):
             info = self._info.get(impl.plugin_name, PluginInfo(impl.plugin_name, "", "", ""))
             try:
-                specs = impl.function()
+                specs: list[ExecutorSpec] = list(cast(list[ExecutorSpec], impl.function()) or [])
             except Exception as exc:
-                self.failures.append(PluginFailure(info.name, info.module, info.distribution,
-                                                   f"runbook_executors() raised {exc!r}"))
+                self.failures.append(
+                    PluginFailure(
+                        info.name,
+                        info.module,
+                        info.distribution,
+                        f"runbook_executors() raised {exc!r}",
+                    )
+                )
                 continue
-            for spec in specs or []:
+            for spec in specs:
                 if spec.name in found:
                     other = found[spec.name].plugin
                     conflicts.append(
                         f"executor '{spec.name}' is provided by two plugins: "
-                        f"'{other.name}' ({other.distribution}) and '{info.name}' ({info.distribution})"
+                        f"'{other.name}' ({other.distribution}) and "
+                        f"'{info.name}' ({info.distribution})"
                     )
                     continue
                 found[spec.name] = ExecutorEntry(spec, info)

@@ -1,0 +1,10 @@
+"""Run every benchmark and print its numbers; results are recorded in docs/benchmarks.md."""
+
+import runpy
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+for name in ("bench_startup.py", "bench_plan.py", "bench_verify.py"):
+    print(f"== {name}")
+    runpy.run_path(str(HERE / name), run_name="__main__")
