@@ -151,13 +151,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from runbook.api import run_runbook
     from runbook.console import JsonConsole, TextConsole
-    from runbook.journal import JournalWriter
     from runbook.operator import TerminalIO, operator_name
     from runbook.params import parse_assignments
-    from runbook.runner import Runner, RunOptions
+    from runbook.runner import RunOptions
     from runbook.schema import parse_duration
-    from runbook.secrets import Masker
 
     if args.resume:
         raise InvalidInput("--resume is not available yet in this version")
@@ -174,17 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidInput(f"--deadline: {exc}") from None
     operator = operator_name(args.operator)
-    masker = Masker(app.secret_values(rb, values))
-    run_id = app.new_run_id()
-    journal = JournalWriter.create(
-        app.log_dir(args.log_dir),
-        rb.name,
-        run_id,
-        app.header(rb, run_id, values, operator, registry, args.dry_run),
-        masker,
-    )
     console = JsonConsole() if args.format == "json" else TextConsole()
-    console.record(journal.header_record)
     options = RunOptions(
         dry_run=args.dry_run,
         no_checks=args.no_checks,
@@ -195,11 +184,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         operator=operator,
         deadline=deadline,
     )
-    with journal:
-        outcome = Runner(rb, values, registry, journal, console, TerminalIO.detect(), options).run()
-    console.message(f"\nincident log: {journal.path}")
-    console.message(f"verify it with: runbook log verify {journal.path}")
-    return int(outcome.exit_code)
+    result = run_runbook(
+        rb, values, registry, app.log_dir(args.log_dir), options, console, TerminalIO.detect()
+    )
+    journal_path = result.log_path
+    console.message(f"\nincident log: {journal_path}")
+    console.message(f"verify it with: runbook log verify {journal_path}")
+    return result.exit_code
 
 
 def _check_saved_plan(path: Path, registry: Any, rb: Any, values: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ class StepResult:
     timed_out: bool = False
     elapsed: float = 0.0
     call: Mapping[str, Any] = field(default_factory=dict)
+    hosts: Mapping[str, StepResult] = field(default_factory=dict)
 
     @classmethod
     def failure(
@@ -93,6 +94,9 @@ class ExecContext:
     or run deadline passes, and stop what they started (kill the process group,
     close the connection). `answer` is a pre-supplied answer for this step
     (`--answer STEP=TEXT`), `progress` lets an executor report what it waits on.
+    `concurrency`/`serial` bound a fan-out over many hosts. `resources` is
+    shared by every step of one run (e.g. open SSH connections, keyed by the
+    transport); whatever in it has a `close()` is closed when the run ends.
     """
 
     step_id: str
@@ -102,6 +106,9 @@ class ExecContext:
     io: OperatorIO | None = None
     answer: str | None = None
     progress: Callable[[str], None] = lambda message: None
+    concurrency: int = 20
+    serial: int | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 PlanFn = Callable[[Mapping[str, Any], PlanContext], PlannedCall]

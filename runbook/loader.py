@@ -479,6 +479,9 @@ def _build_step(raw: Mapping[str, Any]) -> Step:
         goto=goto,
         confirm=_confirm(raw.get("confirm")),
         register=_register(raw.get("register")),
+        concurrency=raw.get("concurrency"),
+        serial=raw.get("serial"),
+        min_passing=raw.get("min_passing"),
         verify=tuple(
             Step(
                 id=f"{raw['id']}.verify-{n}",

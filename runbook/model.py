@@ -95,6 +95,9 @@ class Step:
     confirm: Confirm | None = None
     register: Mapping[str, str] = field(default_factory=dict)
     verify: tuple[Step, ...] = ()
+    concurrency: int | None = None
+    serial: int | None = None
+    min_passing: int | None = None
     line: int = 0
 
     @property

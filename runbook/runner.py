@@ -8,6 +8,7 @@ aborts or jumps, retries repeat attempts, and deadlines bound everything.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
@@ -88,6 +89,7 @@ class Runner:
         deadline = options.deadline if options.deadline is not None else runbook.deadline
         self._deadline_at = None if deadline is None else self._started + deadline
         self._current: str | None = None
+        self.resources: dict[str, Any] = {}
 
     # -- recording ---------------------------------------------------------------
     def _emit(self, type_: str, data: dict[str, Any]) -> None:
@@ -96,6 +98,20 @@ class Runner:
 
     # -- the run -----------------------------------------------------------------
     def run(self) -> RunOutcome:
+        try:
+            return self._run()
+        finally:
+            self._close_resources()
+
+    def _close_resources(self) -> None:
+        """Close what executors kept open for the run (SSH connections, clients)."""
+        for resource in self.resources.values():
+            close = getattr(resource, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):  # never mask the run's outcome
+                    close()
+
+    def _run(self) -> RunOutcome:
         try:
             outcome = self._walk()
         except KeyboardInterrupt:
@@ -455,6 +471,9 @@ class Runner:
             io=self.io,
             answer=self.options.answers.get(step.id),
             progress=lambda note: self.console.progress(step.id, 0.0, note),
+            concurrency=step.concurrency or 20,
+            serial=step.serial,
+            resources=self.resources,
         )
         planned = spec.plan(config, _plan_ctx(step, target))
         self._emit(
@@ -470,19 +489,10 @@ class Runner:
         result = run_attempt(
             spec, config, ctx, lambda elapsed: self.console.progress(step.id, elapsed)
         )
-        self._emit(
-            "step.result",
-            {
-                "step": step.id,
-                "attempt": attempt,
-                "ok": result.ok,
-                "error": result.error,
-                "timed_out": result.timed_out,
-                "elapsed": round(result.elapsed, 6),
-                "fields": _loggable(result.fields),
-            },
-        )
+        self._emit("step.result", _result_record(step.id, attempt, result))
         self._show_output(step, config, result)
+        if result.hosts:
+            return self._judge_hosts(step, spec, result, namespace, attempt)
         if not result.ok:
             status = "timeout" if result.timed_out else "error"
             return StepOutcome(
@@ -535,6 +545,42 @@ class Runner:
             return StepOutcome("failed", result.elapsed, attempt, "; ".join(failures), result)
         return StepOutcome("passed", result.elapsed, attempt, "", result)
 
+    def _judge_hosts(
+        self,
+        step: Step,
+        spec: ExecutorSpec,
+        result: StepResult,
+        namespace: Mapping[str, Any],
+        attempt: int,
+    ) -> StepOutcome:
+        """Judge each host on its own; pass when all (or `min_passing`) hosts pass."""
+        from runbook.expressions import compile_expression
+
+        failed_hosts: dict[str, str] = {}
+        for host, host_result in sorted(result.hosts.items()):
+            if not host_result.ok:
+                failed_hosts[host] = str(host_result.error)
+                continue
+            ns = result_namespace(host_result, namespace)
+            ns["host"] = host
+            for expr in step.expect or spec.default_expect:
+                check = compile_expression(expr).check(ns)
+                self._emit(
+                    "step.expectation",
+                    {
+                        "step": step.id,
+                        "attempt": attempt,
+                        "host": host,
+                        "expr": expr,
+                        "passed": check.passed,
+                        "message": check.message,
+                    },
+                )
+                if not check.passed:
+                    failed_hosts[host] = check.message
+                    break
+        return _hosts_outcome(step, result, failed_hosts, attempt)
+
     def _verify(
         self, step: Step, outcome: StepOutcome, namespace: Mapping[str, Any]
     ) -> StepOutcome:
@@ -585,6 +631,50 @@ def _plan_ctx(step: Step, target: Any) -> Any:
     from runbook.executor import PlanContext
 
     return PlanContext(step.id, target)
+
+
+def _hosts_outcome(
+    step: Step, result: StepResult, failed_hosts: Mapping[str, str], attempt: int
+) -> StepOutcome:
+    total = len(result.hosts)
+    needed = total if step.min_passing is None else step.min_passing
+    passing = total - len(failed_hosts)
+    if passing >= needed:
+        note = f"{passing}/{total} hosts passed" if failed_hosts else ""
+        return StepOutcome("passed", result.elapsed, attempt, note, result)
+    reasons = [f"{host}: {why}" for host, why in sorted(failed_hosts.items())]
+    message = f"{passing}/{total} hosts passed (need {needed}): " + "; ".join(reasons[:5])
+    if len(reasons) > 5:
+        message += f"; and {len(reasons) - 5} more"
+    bad = [result.hosts[h] for h in failed_hosts]
+    timed_out = bool(bad) and all(r.timed_out for r in bad)
+    status = "timeout" if timed_out else "failed"
+    return StepOutcome(status, result.elapsed, attempt, message, result, timed_out)
+
+
+def _result_record(step_id: str, attempt: int, result: StepResult) -> dict[str, Any]:
+    """What the log keeps of one attempt: every field, and each host's own result."""
+    record: dict[str, Any] = {
+        "step": step_id,
+        "attempt": attempt,
+        "ok": result.ok,
+        "error": result.error,
+        "timed_out": result.timed_out,
+        "elapsed": round(result.elapsed, 6),
+        "fields": _loggable(result.fields),
+    }
+    if result.hosts:
+        record["hosts"] = {
+            host: {
+                "ok": r.ok,
+                "error": r.error,
+                "timed_out": r.timed_out,
+                "elapsed": round(r.elapsed, 6),
+                "fields": _loggable(r.fields),
+            }
+            for host, r in sorted(result.hosts.items())
+        }
+    return record
 
 
 def _loggable(fields: Mapping[str, Any]) -> dict[str, Any]:

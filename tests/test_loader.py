@@ -112,7 +112,7 @@ def test_misspelled_step_key_names_line_and_suggests() -> None:
     [error] = errors_of(DATA / "typo.yaml")
     assert error.startswith(f"{DATA / 'typo.yaml'}:8:5: steps[0].retires: unknown key 'retires'")
     assert "did you mean 'retries'?" in error
-    assert "(allowed: action, check, confirm," in error
+    assert "(allowed: action, check, concurrency, confirm," in error
 
 
 def test_duplicate_key_is_an_error_naming_both_lines() -> None:
