@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/runbook-demo tour
 
 test: $(STAMP)
+	bash .ci/setup-system
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
