@@ -128,7 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--deadline", metavar="DURATION", help="run deadline, e.g. 15m (overrides the runbook)"
     )
     p.add_argument(
-        "--resume", metavar="LOG", help="continue an interrupted run (not available yet)"
+        "--resume", metavar="LOG", help="continue an interrupted or failed run; steps it finished are not run again"
     )
     p.add_argument("--inventory", metavar="FILE", help="host inventory (not available yet)")
     p.add_argument(

@@ -133,6 +133,20 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     return registry, rb, values
 
 
+def _prepare_run(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
+    """Like _prepare, but a --resume run takes its params from the interrupted run."""
+    if not args.resume:
+        return (*_prepare(args), None)
+    from runbook.params import parse_assignments, resolve_params
+    from runbook.resume import load_resume, merge_params
+
+    registry = app.load_registry()
+    rb = app.load(args.runbook, registry)
+    point = load_resume(Path(args.resume), rb)
+    values = resolve_params(rb, merge_params(point, parse_assignments(args.param)))
+    return registry, rb, values, point
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from runbook.catalog import format_plan
     from runbook.planner import build_plan
@@ -158,11 +172,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runbook.runner import RunOptions
     from runbook.schema import parse_duration
 
-    if args.resume:
-        raise InvalidInput("--resume is not available yet in this version")
     if args.inventory:
         raise InvalidInput("--inventory is not available yet in this version")
-    registry, rb, values = _prepare(args)
+    registry, rb, values, resume = _prepare_run(args)
     for step_id in [*args.only, *([args.from_step] if args.from_step else [])]:
         if step_id not in {s.id for s in rb.steps}:
             raise InvalidInput(f"no step '{step_id}' in runbook '{rb.name}'")
@@ -183,9 +195,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         answers=parse_assignments(args.answer),
         operator=operator,
         deadline=deadline,
+        resume=resume,
     )
     result = run_runbook(
-        rb, values, registry, app.log_dir(args.log_dir), options, console, TerminalIO.detect()
+        rb,
+        values,
+        registry,
+        app.log_dir(args.log_dir),
+        options,
+        console,
+        TerminalIO.detect(),
+        header_extra=resume.header() if resume else None,
     )
     journal_path = result.log_path
     console.message(f"\nincident log: {journal_path}")

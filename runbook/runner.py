@@ -23,6 +23,7 @@ from runbook.journal import JournalWriter
 from runbook.model import Runbook, Step
 from runbook.planner import condition_text, gate_text, plan_call, resolve_target
 from runbook.plugins import PluginRegistry
+from runbook.resume import ResumePoint
 from runbook.state import RunState, StepOutcome, result_namespace
 
 DEFAULT_ATTEMPT_TIMEOUT = 300.0
@@ -40,6 +41,7 @@ class RunOptions:
     answers: Mapping[str, str] = field(default_factory=dict)
     operator: str = "unknown"
     deadline: float | None = None
+    resume: ResumePoint | None = None
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,9 @@ class Runner:
         self._current = step.id
         if not self._selected(step):
             return self._skip(step, "not selected by --only")
+        resume = self.options.resume
+        if resume is not None and step.id in resume.done:
+            return self._restore(step, resume)
         spec = self.registry.executor(step.executor)
         target = resolve_target(self.runbook, step.config)
         target_ns = (
@@ -249,12 +254,70 @@ class Runner:
             if dry is not None:
                 return dry
         try:
+            if resume is not None and step.id in resume.unfinished_actions:
+                self._confirm_rerun(step, resume.unfinished_actions[step.id])
             outcome = self._execute(step, spec, namespace)
         except OperatorDeclined as exc:
             self._close_step(step, StepOutcome("declined", message=str(exc)))
             raise
         self._close_step(step, outcome)
         return outcome
+
+    def _restore(self, step: Step, resume: ResumePoint) -> StepOutcome:
+        """A step the interrupted run finished: take its outcome, do not run it again."""
+        old = resume.done[step.id]
+        result = StepResult(ok=True, fields=dict(old.fields), output=old.output)
+        outcome = StepOutcome(old.status, old.elapsed, old.attempts, old.message, result)
+        self._record_outcome(step, outcome)
+        self._emit(
+            "step.restored",
+            {
+                "step": step.id,
+                "phase": step.phase,
+                "kind": step.kind,
+                "status": old.status,
+                "from_run": resume.run_id,
+                "reason": "finished in the interrupted run; not run again",
+            },
+        )
+        return outcome
+
+    def _confirm_rerun(self, step: Step, summary: str) -> None:
+        """An action started in the old run and never finished: a human decides."""
+        prompt = (
+            f"Action '{step.id}' started in the interrupted run ({summary}) but has no finish "
+            "record; it may have taken effect. Run it again?"
+        )
+        record = {
+            "step": step.id,
+            "prompt": prompt,
+            "operator": self.options.operator,
+            "require": None,
+            "rerun": True,
+        }
+        confirm = getattr(self.io, "confirm", None)
+        if self.options.yes:
+            self._emit(
+                "step.confirmation",
+                {**record, "accepted": True, "answer": "yes", "method": "--yes"},
+            )
+            return
+        if not self.io.interactive or confirm is None:
+            self._emit(
+                "step.confirmation",
+                {**record, "accepted": False, "answer": None, "method": "no-terminal"},
+            )
+            raise OperatorDeclined(
+                f"action '{step.id}' may have run already; confirm re-running it from a "
+                "terminal or with --yes"
+            )
+        accepted, answer = confirm(prompt, None)
+        self._emit(
+            "step.confirmation",
+            {**record, "accepted": accepted, "answer": answer, "method": "terminal"},
+        )
+        if not accepted:
+            raise OperatorDeclined(f"operator declined re-running action '{step.id}'")
 
     def _when(self, step: Step, namespace: Mapping[str, Any]) -> bool | None:
         """True/False, or None when it depends on something a dry-run does not know."""
