@@ -200,6 +200,16 @@ class TextConsole(Console):
         for detail in details:
             self._write(detail)
 
+    def _on_step_restored(self, d: dict[str, Any]) -> None:
+        self._phase_heading(str(d.get("phase", "")))
+        self._write(
+            self._c(
+                "90",
+                f"  ↺ {d.get('step')}  {d.get('kind', '')} {d.get('status')} "
+                f"in run {d.get('from_run')}; not run again",
+            )
+        )
+
     def _on_observer_error(self, d: dict[str, Any]) -> None:
         self._write(self._c("33", f"  ! {d.get('message', '')}"))
 
