@@ -74,8 +74,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="a runbook's params, targets and steps in reading order")
     p.add_argument("runbook", metavar="NAME|PATH")
 
-    p = sub.add_parser("validate", help="schema and semantic checks (exit 2 on errors)")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p = sub.add_parser(
+        "validate",
+        help="schema and semantic checks (exit 2 on errors)",
+        epilog="--strict also fails on lint warnings: actions without confirm text or verify, "
+        "checks without expect, steps without timeout, shell strings with rendered values, "
+        "and unfilled template placeholders such as [Title] or TODO.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="runbook files or directories")
+    p.add_argument("--strict", action="store_true", help="treat lint warnings as errors")
 
     p = sub.add_parser(
         "plan",
@@ -128,7 +135,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--deadline", metavar="DURATION", help="run deadline, e.g. 15m (overrides the runbook)"
     )
     p.add_argument(
-        "--resume", metavar="LOG", help="continue an interrupted or failed run; steps it finished are not run again"
+        "--resume",
+        metavar="LOG",
+        help="continue an interrupted or failed run; steps it finished are not run again",
     )
     p.add_argument("--inventory", metavar="FILE", help="host inventory (not available yet)")
     p.add_argument(

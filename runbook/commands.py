@@ -50,8 +50,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             bad += 1
             continue
+        warnings = _lint(rb, specs) if args.strict else []
+        for warning in warnings:
+            print(warning.render(str(path)), file=sys.stderr)
+        if warnings:
+            bad += 1
+            continue
         _out(f"ok  {path}  ({rb.name}: {len(rb.steps)} steps)")
     return ExitCode.INVALID if bad else ExitCode.OK
+
+
+def _lint(rb: Any, specs: Any) -> list[Any]:
+    from runbook.lint import lint
+
+    return lint(rb, specs)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
