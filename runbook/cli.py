@@ -163,10 +163,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unverified", action="store_true")
 
     p = sub.add_parser("new", help="scaffold a runbook and its scenario test")
-    p.add_argument("name")
-    p.add_argument("--from", dest="template")
-    p.add_argument("--severity", choices=["P0", "P1", "P2", "P3"], default="P2")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("name", help="runbook name: lowercase letters, digits, '-'")
+    p.add_argument(
+        "--from",
+        dest="template",
+        metavar="NAME|PATH",
+        help="copy this runbook (e.g. a shipped one)",
+    )
+    p.add_argument("--severity", choices=["P0", "P1", "P2", "P3"], help="default P2")
+    p.add_argument("--dir", default="runbooks", help="where to write (default ./runbooks)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     p = sub.add_parser("schema", help="print the JSON Schema (for editors / YAML language server)")
     p.add_argument("--executor", metavar="NAME", help="only this executor's config schema")

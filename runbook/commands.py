@@ -268,4 +268,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    raise InvalidInput("`runbook new` is not available yet in this version")
+    from runbook import scaffold
+    from runbook.loader import loads_runbook
+    from runbook.resolve import resolve_runbook
+
+    name = scaffold.check_name(args.name)
+    directory = Path(args.dir)
+    path = directory / f"{name}.yaml"
+    if args.template:
+        text = scaffold.render_from(resolve_runbook(args.template), name, args.severity)
+    else:
+        text = scaffold.render_basic(name, args.severity or "P2")
+    registry = app.load_registry()
+    loads_runbook(text, app.executor_specs(registry), path=str(path))  # never write a broken one
+    scaffold.write_new(path, text, args.force)
+    _out(f"created {path}")
+    _out(f"next: runbook validate {path} && runbook plan {path}")
+    return 0
