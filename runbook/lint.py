@@ -58,7 +58,7 @@ def _step_warnings(step: Step, spec: ExecutorSpec | None) -> Iterator[Warning_]:
         )
     if step.kind == "action" and gated and not step.verify:
         yield warn("verify", "action has no `verify:` check; nothing proves it worked")
-    if step.kind == "check" and not step.expect:
+    if step.kind == "check" and not step.expect and step.executor not in _HUMAN:
         default = ", ".join(spec.default_expect) if spec and spec.default_expect else "none"
         yield warn("expect", f"check has no `expect:`; it is judged by the default ({default})")
     bounded = step.timeout is not None or step.deadline is not None or "timeout" in step.config

@@ -66,7 +66,8 @@ def plan_call(
             dict(step.config), shell_fields=spec.shell_fields
         )
     except UnknownValue as exc:
-        return None, f"unknown: {exc}", str(exc), {}
+        reason = str(getattr(exc, "reason", "") or exc)
+        return None, f"unknown: {reason}", reason, {}
     planned = spec.plan(rendered, PlanContext(step.id, resolve_target(runbook, rendered)))
     return dict(planned.detail), planned.summary, None, rendered
 
