@@ -1,4 +1,4 @@
-"""The `shell` executor: run a command on this machine, as an argv list or an sh string.
+"""The `shell` executor: run a command here or on a target's hosts, as argv or an sh string.
 
 An argv list runs without a shell, so no rendered value can ever become a pipe
 or a second command; a `command` string runs under `/bin/sh -c` and the runner
@@ -9,16 +9,12 @@ its output is bounded so a chatty command cannot exhaust memory or the log.
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runbook import hookimpl
 from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
-
-if TYPE_CHECKING:
-    from ._process import ProcessOutcome
 
 SHELL = ("/bin/sh", "-c")
 DEFAULT_MAX_OUTPUT = 1024 * 1024
@@ -54,7 +50,7 @@ SCHEMA: Mapping[str, Any] = {
         },
         "target": {
             "description": "Name of the target to run on (see `targets:`); default: this "
-            "machine. Only targets with transport 'local' are supported so far.",
+            "machine. A target with hosts (or a group) runs on each host, over its transport.",
             "type": "string",
             "minLength": 1,
         },
@@ -112,66 +108,32 @@ def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
 
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
-    """Run the command once, within `ctx.timeout`, stopping early when `ctx.cancel` is set."""
-    from ._process import run_process, transport_problem
+    """Run the command once per host of the step's target (here by default).
+
+    The same argv runs through whichever transport the target uses; over SSH
+    it is shlex-joined, so every item stays exactly one remote argument.
+    """
+    from runbook.transport import on_target, run_command
 
     call = _call(config)
-    problem = transport_problem("shell", config.get("target"), ctx.target)
-    if problem is not None:
-        return StepResult.failure(problem, call=call)
     if ctx.cancel.is_set():
         return StepResult.failure("cancelled", call=call)
     argv = _argv(config)
-    env = {**os.environ, **config["env"]} if "env" in config else None
     stdin = config["stdin"].encode("utf-8") if "stdin" in config else None
-    try:
-        outcome = run_process(
+    max_output = int(config.get("max_output", DEFAULT_MAX_OUTPUT))
+    return on_target(
+        ctx,
+        config.get("target"),
+        lambda conn, host: run_command(
+            conn,
             argv,
-            env=env,
-            cwd=config.get("cwd"),
+            ctx,
+            call=call,
             stdin=stdin,
-            timeout=ctx.timeout,
-            cancel=ctx.cancel,
-            max_output=int(config.get("max_output", DEFAULT_MAX_OUTPUT)),
-        )
-    except OSError as exc:
-        return StepResult.failure(_start_error(exc, argv, config.get("cwd")), call=call)
-    return _result(outcome, ctx.timeout, call)
-
-
-def _start_error(exc: OSError, argv: list[str], cwd: str | None) -> str:
-    """Name what could not be started, in the words an operator would search for."""
-    if cwd is not None and exc.filename == cwd:
-        return f"working directory is not usable: {cwd} ({exc.strerror})"
-    if isinstance(exc, FileNotFoundError):
-        return f"command not found: {argv[0]}"
-    if isinstance(exc, PermissionError):
-        return f"permission denied: {argv[0]}"
-    return f"cannot start {argv[0]}: {exc.strerror or exc}"
-
-
-def _result(outcome: ProcessOutcome, timeout: float | None, call: dict[str, Any]) -> StepResult:
-    stdout = outcome.stdout.text()
-    fields = {
-        "exit_code": outcome.exit_code,
-        "stdout": stdout,
-        "stderr": outcome.stderr.text(),
-        "pid": outcome.pid,
-        "elapsed": outcome.elapsed,
-    }
-    error = None
-    if outcome.stopped == "timeout":
-        error = f"timed out after {float(timeout or 0)}s"
-    elif outcome.stopped == "cancelled":
-        error = "cancelled"
-    return StepResult(
-        ok=error is None,
-        fields=fields,
-        output=stdout,
-        error=error,
-        timed_out=outcome.stopped == "timeout",
-        elapsed=outcome.elapsed,
-        call=call,
+            env=config.get("env"),
+            cwd=config.get("cwd"),
+            max_output=max_output,
+        ),
     )
 
 
@@ -183,9 +145,9 @@ SPEC = ExecutorSpec(
     read_only=False,
     default_expect=("exit_code == 0",),
     shell_fields=("command",),
-    description="Run a command on this machine: an argv list (no shell) or an sh string "
-    "with every rendered value quoted; bounded output, timeout and Ctrl-C kill its "
-    "whole process group.",
+    description="Run a command here or on a target's hosts (local or ssh): an argv list "
+    "(no shell) or an sh string with every rendered value quoted; bounded output, timeout "
+    "and Ctrl-C kill its whole process group.",
     result_fields=RESULT_FIELDS,
 )
 

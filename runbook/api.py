@@ -68,9 +68,12 @@ def run_runbook(
     from runbook.journal import JournalWriter
     from runbook.runner import Runner
     from runbook.secrets import Masker
+    from runbook.transport import check_targets
 
     options = options or RunOptions()
     console = console or _Silent()
+    targets = check_targets(runbook.targets, registry.transports(), options.inventory)
+    header_extra = {**_targets_header(targets, options), **(header_extra or {})}
     masker = Masker(app.secret_values(runbook, params))
     run_id = app.new_run_id()
     header = app.header(
@@ -83,3 +86,16 @@ def run_runbook(
             runbook, params, registry, journal, console, io or _NoTerminal(), options
         ).run()
     return RunResult(outcome, journal.path)
+
+
+def _targets_header(targets: Mapping[str, Any], options: RunOptions) -> dict[str, Any]:
+    """Resolved hosts per target, the inventory, and any host-key checking turned off."""
+    extra: dict[str, Any] = {}
+    if targets:
+        extra["targets"] = dict(targets)
+    if options.inventory is not None:
+        extra["inventory"] = options.inventory.path
+    unchecked = sorted(n for n, t in targets.items() if t.get("host_key_check") is False)
+    if unchecked:
+        extra["host_key_check_off"] = unchecked
+    return extra

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pluggy
 
 from runbook.executor import ExecutorSpec, ReportFormat, StepEvent
+from runbook.transport import TransportSpec
 
 hookspec = pluggy.HookspecMarker("runbook")
 hookimpl = pluggy.HookimplMarker("runbook")
@@ -25,6 +26,20 @@ def runbook_executors() -> list[ExecutorSpec]:  # type: ignore[empty-body]
     plugins returning the same name is an error that names both plugins. Keep
     heavy imports (SDKs) inside `run()`, not at module import, so the CLI stays
     fast and a missing optional dependency only fails the steps that need it.
+    """
+
+
+@hookspec
+def runbook_transports() -> list[TransportSpec]:  # type: ignore[empty-body]
+    """Return the transports this plugin provides (how commands reach a host).
+
+    Called once, when the first step that runs commands needs a connection.
+    A target's `transport:` names one (`local`, `ssh`, ...). `connect()` opens
+    one connection per host, reused by every step of a run and closed when the
+    run ends; it raises `runbook.transport.TransportError` for a host that
+    cannot be reached or trusted, which fails only that host. Two plugins
+    returning the same name is an error naming both. Import client libraries
+    inside `connect()`, never at module import.
     """
 
 

@@ -21,6 +21,7 @@ import pluggy
 from runbook import hookspecs
 from runbook.errors import InvalidInput, UnknownExecutor
 from runbook.executor import ExecutorSpec, ReportFormat, StepEvent
+from runbook.transport import TransportSpec
 
 ENTRY_POINT_GROUP = "runbook"
 
@@ -31,7 +32,7 @@ KNOWN_PROVIDERS: Mapping[str, str] = {
     "journald": "pip install 'runbook-as-code' (built-in journald plugin, issue: hosts)",
     "kubernetes": "pip install 'runbook-as-code[k8s]'",
     "aws_rds": "pip install 'runbook-as-code[aws]'",
-    "postgres": "pip install 'runbook-as-code[all]'",
+    "postgres": "pip install 'runbook-as-code[pg]'",
 }
 
 
@@ -174,6 +175,37 @@ class PluginRegistry:
             parts.append(f"it is provided by: {KNOWN_PROVIDERS[name]}")
         parts.append("installed executors: " + (", ".join(installed) or "none"))
         return "; ".join(parts)
+
+    # -- transports ------------------------------------------------------------
+    def transports(self) -> dict[str, TransportSpec]:
+        """Transports by name; raises DuplicateExecutor when two plugins claim one name."""
+        found: dict[str, tuple[TransportSpec, str]] = {}
+        conflicts: list[str] = []
+        for impl in reversed(self._pm.hook.runbook_transports.get_hookimpls()):
+            try:
+                specs = list(cast(list[TransportSpec], impl.function()) or [])
+            except Exception as exc:
+                info = self._info.get(impl.plugin_name, PluginInfo(impl.plugin_name, "", "", ""))
+                self.failures.append(
+                    PluginFailure(
+                        info.name,
+                        info.module,
+                        info.distribution,
+                        f"runbook_transports() raised {exc!r}",
+                    )
+                )
+                continue
+            for spec in specs:
+                if spec.name in found:
+                    conflicts.append(
+                        f"transport '{spec.name}' is provided by two plugins: "
+                        f"'{found[spec.name][1]}' and '{impl.plugin_name}'"
+                    )
+                    continue
+                found[spec.name] = (spec, impl.plugin_name)
+        if conflicts:
+            raise DuplicateExecutor("; ".join(conflicts))
+        return {name: spec for name, (spec, _) in found.items()}
 
     # -- other hooks -----------------------------------------------------------
     def report_formats(self) -> dict[str, ReportFormat]:

@@ -19,6 +19,7 @@ from runbook.attempts import run_attempt
 from runbook.console import Console
 from runbook.errors import ExitCode, OperatorDeclined, RunbookError
 from runbook.executor import ExecContext, ExecutorSpec, OperatorIO, StepEvent, StepResult
+from runbook.inventory import Inventory
 from runbook.journal import JournalWriter
 from runbook.model import Runbook, Step
 from runbook.planner import condition_text, gate_text, plan_call, resolve_target
@@ -41,7 +42,9 @@ class RunOptions:
     answers: Mapping[str, str] = field(default_factory=dict)
     operator: str = "unknown"
     deadline: float | None = None
+    inventory: Inventory | None = None
     resume: ResumePoint | None = None
+    severity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Runner:
                 "id": journal.run_id,
                 "operator": options.operator,
                 "runbook": runbook.name,
-                "severity": runbook.severity,
+                "severity": options.severity or runbook.severity,
                 "started": journal.started,
             },
         )
@@ -92,6 +95,10 @@ class Runner:
         self._deadline_at = None if deadline is None else self._started + deadline
         self._current: str | None = None
         self.resources: dict[str, Any] = {}
+        from runbook.transport import POOL_KEY, ConnectionPool
+
+        # one connection per host for the whole run, closed with the other resources
+        self.resources[POOL_KEY] = ConnectionPool(registry.transports(), options.inventory)
 
     # -- recording ---------------------------------------------------------------
     def _emit(self, type_: str, data: dict[str, Any]) -> None:
@@ -385,7 +392,7 @@ class Runner:
             run_id=self.journal.run_id,
             runbook=self.runbook.name,
             title=self.runbook.title,
-            severity=self.runbook.severity,
+            severity=self.options.severity or self.runbook.severity,
             step_id=step.id,
             phase=step.phase,
             kind=step.kind,

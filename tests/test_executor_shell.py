@@ -181,14 +181,13 @@ def test_non_executable_file_is_permission_denied(shell: ExecutorSpec, tmp_path:
     assert result.error == f"permission denied: {script}"
 
 
-def test_remote_target_is_refused_not_run_locally(shell: ExecutorSpec, tmp_path: Path) -> None:
+def test_remote_target_is_never_run_locally(shell: ExecutorSpec, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    web = Target(name="web", transport="ssh", options={"hosts": ["web-1"]})
+    web = Target(name="web", transport="ssh", options={"hosts": ["web-1.invalid"]})
     result = run(shell, {"argv": ["touch", str(marker)], "target": "web"}, target=web)
-    assert not result.ok
-    assert result.error is not None
-    assert result.error.startswith("transport 'ssh' is not available: ")
-    assert "target 'web'" in result.error
+    host = result.hosts["web-1.invalid"]
+    assert not host.ok
+    assert host.error is not None and "web-1.invalid" in host.error
     assert not marker.exists()
 
 

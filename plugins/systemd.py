@@ -1,0 +1,196 @@
+"""The `systemd` executor: status, is-active, is-enabled and start/stop/restart/reload of units.
+
+Written once on top of a transport, so a unit is checked the same way on this
+machine, on one host over SSH, or across a fleet. Every operation ends with
+`systemctl show -p ...` (parsed, because not every systemctl has `show
+--value`), so `expect: ["active_state == 'active'"]` reads the unit's state
+after the operation, whatever it was. Mutating operations are actions; their
+plan is the exact argv, `sudo -n` included, which never waits for a password.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from runbook import hookimpl
+from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+
+READ_OPS = ("status", "is_active", "is_enabled")
+WRITE_OPS = ("start", "stop", "restart", "reload")
+OPS = READ_OPS + WRITE_OPS
+PROPERTIES = "Id,LoadState,ActiveState,SubState,MainPID,ActiveEnterTimestamp,UnitFileState"
+UNIT_NAME = re.compile(r"^[A-Za-z0-9@_][A-Za-z0-9@:._\\-]*$")
+
+_units = {
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+    ],
+}
+SCHEMA: Mapping[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "systemd",
+    "description": "One operation on one or more systemd units, e.g. `{restart: fastapi}` or "
+    "`{status: [fastapi, nginx]}`, here or on a target's hosts.",
+    "type": "object",
+    "properties": {
+        **{op: {**_units, "description": f"Unit(s) to {op.replace('_', '-')}."} for op in OPS},
+        "target": {"type": "string", "minLength": 1, "description": "Target to run on."},
+        "sudo": {
+            "type": "boolean",
+            "default": False,
+            "description": "Run mutating operations with `sudo -n` (fails at once, never "
+            "prompts, when a password would be needed).",
+        },
+        "systemctl": {
+            "type": "string",
+            "minLength": 1,
+            "default": "systemctl",
+            "description": "The systemctl program on the host (a path, or a compatible tool).",
+        },
+    },
+    "oneOf": [{"required": [op]} for op in OPS],
+    "additionalProperties": False,
+}
+
+RESULT_FIELDS: Mapping[str, str] = {
+    "active_state": "ActiveState of the unit (the first not active one when several)",
+    "sub_state": "SubState (running, dead, exited, ...)",
+    "main_pid": "MainPID as an int (0 when none)",
+    "since": "ActiveEnterTimestamp as systemctl printed it (None if unknown)",
+    "load_state": "LoadState (loaded, not-found, ...)",
+    "unit_file_state": "UnitFileState (enabled, disabled, static, ...)",
+    "all_active": "whether every unit is active",
+    "units": "per unit: the same fields, keyed by unit name",
+    "exit_code": "exit status of the operation's systemctl command",
+    "stdout": "its standard output (status text for `status`)",
+    "stderr": "its standard error",
+}
+
+
+def _operation(config: Mapping[str, Any]) -> tuple[str, list[str]]:
+    op = next(o for o in OPS if o in config)
+    units = config[op]
+    return op, [units] if isinstance(units, str) else [str(u) for u in units]
+
+
+def op_argv(config: Mapping[str, Any]) -> list[str]:
+    """The operation's exact argv (what the plan shows and the host runs)."""
+    op, units = _operation(config)
+    program = str(config.get("systemctl", "systemctl"))
+    verb = op.replace("_", "-")
+    argv = [program, verb, *(["--no-pager"] if op == "status" else []), *units]
+    if config.get("sudo") and op in WRITE_OPS:
+        argv = ["sudo", "-n", "--", *argv]
+    return argv
+
+
+def show_argv(config: Mapping[str, Any]) -> list[str]:
+    _op, units = _operation(config)
+    return [str(config.get("systemctl", "systemctl")), "show", "-p", PROPERTIES, *units]
+
+
+def read_only(config: Mapping[str, Any]) -> bool:
+    return _operation(config)[0] in READ_OPS
+
+
+def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
+    argv = op_argv(config)
+    detail: dict[str, Any] = {"argv": argv, "then": show_argv(config)}
+    if "target" in config:
+        detail["target"] = config["target"]
+    where = f" (on {config['target']})" if "target" in config else ""
+    return PlannedCall(summary=f"$ {shlex.join(argv)}{where}", detail=detail)
+
+
+def parse_show(text: str) -> list[dict[str, Any]]:
+    """`systemctl show -p` output: one blank-line separated block of Key=Value per unit."""
+    blocks: list[dict[str, Any]] = []
+    current: dict[str, str] = {}
+    for line in [*text.splitlines(), ""]:
+        if not line.strip():
+            if current:
+                blocks.append(_unit_fields(current))
+            current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key.strip()] = value.strip()
+    return blocks
+
+
+def _unit_fields(props: Mapping[str, str]) -> dict[str, Any]:
+    pid = props.get("MainPID", "")
+    return {
+        "id": props.get("Id", ""),
+        "active_state": props.get("ActiveState", "unknown"),
+        "sub_state": props.get("SubState", ""),
+        "main_pid": int(pid) if pid.isdigit() else 0,
+        "since": props.get("ActiveEnterTimestamp") or None,
+        "load_state": props.get("LoadState", ""),
+        "unit_file_state": props.get("UnitFileState", ""),
+    }
+
+
+def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> StepResult:
+    from runbook.transport import run_command
+
+    call = plan(config, ctx_plan(ctx)).detail
+    op_result = run_command(conn, op_argv(config), ctx, call=call, program_required=True)
+    if not op_result.ok:
+        return op_result
+    shown = run_command(conn, show_argv(config), ctx, call=call, program_required=True)
+    if not shown.ok:
+        return shown
+    _op, names = _operation(config)
+    units = dict(zip(names, parse_show(str(shown.fields["stdout"])), strict=False))
+    missing = [n for n, u in units.items() if u["load_state"] == "not-found"]
+    if missing or len(units) < len(names):
+        where = f" on {conn.host.name}" if conn.host.name != "localhost" else ""
+        gone = missing or names[len(units) :]
+        return StepResult.failure(f"unit not found{where}: {', '.join(gone)}", call=call)
+    worst = next((u for u in units.values() if u["active_state"] != "active"), None)
+    head = worst or next(iter(units.values()))
+    fields = {
+        **dict(op_result.fields),
+        **{k: v for k, v in head.items() if k != "id"},
+        "all_active": worst is None,
+        "units": units,
+    }
+    return StepResult(ok=True, fields=fields, output=op_result.output, call=call)
+
+
+def ctx_plan(ctx: ExecContext) -> PlanContext:
+    return PlanContext(ctx.step_id, ctx.target)
+
+
+def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
+    """Run the operation (and the `show` after it) on every host of the target."""
+    from runbook.transport import on_target
+
+    bad = [u for u in _operation(config)[1] if not UNIT_NAME.match(u)]
+    if bad:  # a rendered value must never become an option or a second unit list
+        return StepResult.failure(f"invalid unit name {bad[0]!r}: expected e.g. 'nginx.service'")
+    return on_target(ctx, config.get("target"), lambda conn, host: _host_result(config, ctx, conn))
+
+
+SPEC = ExecutorSpec(
+    name="systemd",
+    schema=SCHEMA,
+    plan=plan,
+    run=run,
+    read_only=False,
+    read_only_when=read_only,
+    default_expect=("exit_code == 0",),
+    description="Status, is-active, is-enabled, start/stop/restart/reload of systemd units, "
+    "here or over a target's transport; fields parsed from `systemctl show -p`.",
+    result_fields=RESULT_FIELDS,
+)
+
+
+@hookimpl
+def runbook_executors() -> list[ExecutorSpec]:
+    """The systemd executor."""
+    return [SPEC]
