@@ -5,6 +5,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for name in ("bench_startup.py", "bench_plan.py", "bench_verify.py"):
+for name in ("bench_startup.py", "bench_plan.py", "bench_verify.py", "bench_platforms.py"):
     print(f"== {name}")
     runpy.run_path(str(HERE / name), run_name="__main__")

@@ -18,6 +18,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Session fixtures for the platform executors (Kubernetes double, moto_server, PostgreSQL).
+pytest_plugins = ["platform_fixtures"]
+
 
 @dataclass
 class CliResult:
