@@ -132,6 +132,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--operator", help="who is running this (default $RUNBOOK_OPERATOR or login name)"
     )
     p.add_argument(
+        "--severity",
+        choices=["P0", "P1", "P2", "P3"],
+        help="override the runbook's severity for this incident (SLA targets, notifications)",
+    )
+    p.add_argument(
         "--deadline", metavar="DURATION", help="run deadline, e.g. 15m (overrides the runbook)"
     )
     p.add_argument(
@@ -139,7 +144,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="LOG",
         help="continue an interrupted or failed run; steps it finished are not run again",
     )
-    p.add_argument("--inventory", metavar="FILE", help="host inventory (not available yet)")
+    p.add_argument("--inventory", metavar="FILE", help="host inventory: YAML, or Ansible INI/YAML")
     p.add_argument(
         "--format",
         choices=["text", "json"],
@@ -151,16 +156,36 @@ def _build_parser() -> argparse.ArgumentParser:
     log_sub = p.add_subparsers(dest="log_command", metavar="ACTION", required=True)
     q = log_sub.add_parser("list", help="runs recorded in a log directory")
     q.add_argument("--log-dir", metavar="DIR")
+    q.add_argument(
+        "--sla",
+        action="store_true",
+        help="read every log in full: SLA clocks per run, then MTTD/MTTR",
+    )
     q = log_sub.add_parser("show", help="a readable timeline of one log")
     q.add_argument("log", metavar="LOG")
     q = log_sub.add_parser("verify", help="recompute the hash chain (exit 5 if it fails)")
     q.add_argument("log", metavar="LOG")
 
-    p = sub.add_parser("report", help="post-mortem, JSON, JUnit or HTML report from a log")
+    p = sub.add_parser(
+        "report",
+        help="post-mortem, JSON, JUnit or HTML report from a log",
+        epilog="Built from the log alone. A log that fails verification is refused "
+        "(exit 5) unless --allow-unverified. SLA targets: $RUNBOOK_SLA_FILE or "
+        "~/.config/runbook/sla.yaml (defaults: P0 respond 15m/resolve 1h, P1 30m/4h, "
+        "P2 2h/24h, P3 24h/1w).",
+    )
     p.add_argument("log", metavar="LOG")
-    p.add_argument("--format", default="postmortem", help="postmortem|json|junit|html")
-    p.add_argument("-o", "--output", metavar="FILE")
-    p.add_argument("--allow-unverified", action="store_true")
+    p.add_argument(
+        "--format",
+        default="postmortem",
+        help="postmortem|json|junit|html, or one a plugin adds (default postmortem)",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="report from a truncated or tampered log anyway, with a warning banner",
+    )
 
     p = sub.add_parser("new", help="scaffold a runbook and its scenario test")
     p.add_argument("name", help="runbook name: lowercase letters, digits, '-'")

@@ -184,9 +184,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runbook.runner import RunOptions
     from runbook.schema import parse_duration
 
-    if args.inventory:
-        raise InvalidInput("--inventory is not available yet in this version")
     registry, rb, values, resume = _prepare_run(args)
+    inventory = None
+    if args.inventory:
+        from runbook.inventory import load_inventory
+
+        inventory = load_inventory(args.inventory)
     for step_id in [*args.only, *([args.from_step] if args.from_step else [])]:
         if step_id not in {s.id for s in rb.steps}:
             raise InvalidInput(f"no step '{step_id}' in runbook '{rb.name}'")
@@ -208,6 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         operator=operator,
         deadline=deadline,
         resume=resume,
+        severity=args.severity,
+        inventory=inventory,
     )
     result = run_runbook(
         rb,
@@ -217,7 +222,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         options,
         console,
         TerminalIO.detect(),
-        header_extra=resume.header() if resume else None,
+        header_extra={
+            **(resume.header() if resume else {}),
+            **({"severity": args.severity} if args.severity else {}),
+        },
     )
     journal_path = result.log_path
     console.message(f"\nincident log: {journal_path}")
@@ -247,6 +255,10 @@ def cmd_log(args: argparse.Namespace) -> int:
             _out(f"{r.started}  {r.runbook:24} {r.status:11} {r.records:5} records  {r.path}{mode}")
         if not rows:
             _out(f"no incident logs in {directory}")
+        if rows and args.sla:
+            from runbook.reports.command import sla_overview
+
+            _out("\n".join(["", *sla_overview([r.path for r in rows])]))
         return 0
     path = Path(args.log)
     if not path.is_file():
@@ -264,7 +276,11 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    raise InvalidInput("reports are not available yet in this version")
+    from runbook.reports.command import run_report
+
+    return run_report(
+        app.load_registry(), args.log, args.format, args.output, args.allow_unverified
+    )
 
 
 def cmd_new(args: argparse.Namespace) -> int:

@@ -32,7 +32,24 @@ def use_color(stream: TextIO) -> bool:
 
 
 class Console:
-    """Base console: receives every record as it is written to the log."""
+    """Base console: receives every record as it is written to the log.
+
+    Output is best effort: if stdout goes away (`runbook run ... | head`, a closed
+    terminal), the run must still finish and close its log, so write errors
+    switch the console off instead of propagating into the runner.
+    """
+
+    stream: TextIO
+    broken = False
+
+    def _emit_text(self, text: str) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self.broken = True
 
     def record(self, rec: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -53,15 +70,13 @@ class JsonConsole(Console):
     def record(self, rec: dict[str, Any]) -> None:
         event = {"event": rec.get("type"), "seq": rec.get("seq"), "ts": rec.get("ts")}
         event.update(rec.get("data", {}))
-        self.stream.write(json.dumps(event, sort_keys=True, default=str) + "\n")
-        self.stream.flush()
+        self._emit_text(json.dumps(event, sort_keys=True, default=str) + "\n")
 
     def progress(self, step: str, elapsed: float, note: str = "") -> None:
         payload = {"event": "step.progress", "step": step, "elapsed": round(elapsed, 1)}
         if note:
             payload["note"] = note
-        self.stream.write(json.dumps(payload) + "\n")
-        self.stream.flush()
+        self._emit_text(json.dumps(payload) + "\n")
 
 
 class TextConsole(Console):
@@ -77,16 +92,15 @@ class TextConsole(Console):
         # are held until its status line is printed, so each step reads top-down.
         self._open: list[str] = []
         self._details: list[str] = []
+        self._records: list[dict[str, Any]] = []  # for the SLA line at the end
 
     def _c(self, code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.color else text
 
     def _write(self, line: str) -> None:
-        if self._progress_shown and self.tty:
-            self.stream.write("\r\033[K")
+        prefix = "\r\033[K" if self._progress_shown and self.tty else ""
         self._progress_shown = False
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        self._emit_text(prefix + line + "\n")
 
     def message(self, text: str) -> None:
         self._write(text)
@@ -100,13 +114,13 @@ class TextConsole(Console):
     def progress(self, step: str, elapsed: float, note: str = "") -> None:
         text = f"    … {step} running {elapsed:.0f}s" + (f" ({note})" if note else "")
         if self.tty:
-            self.stream.write("\r\033[K" + self._c("90", text))
-            self.stream.flush()
+            self._emit_text("\r\033[K" + self._c("90", text))
             self._progress_shown = True
         elif int(elapsed) in (1, 5) or int(elapsed) % 10 == 0:
             self._write(text)
 
     def record(self, rec: dict[str, Any]) -> None:
+        self._records.append(rec)
         handler = getattr(self, "_on_" + str(rec.get("type", "")).replace(".", "_"), None)
         if handler is not None:
             handler(rec.get("data", {}))
@@ -232,3 +246,15 @@ class TextConsole(Console):
         )
         if d.get("reason"):
             self._write(f"  {d['reason']}")
+        if not d.get("dry_run"):
+            self._write("  " + self._sla_line())
+
+    def _sla_line(self) -> str:
+        """Elapsed against the severity's targets (runbook.sla), e.g. 'mitigated in 4m of 1h'."""
+        from runbook import sla
+        from runbook.errors import RunbookError
+
+        try:
+            return sla.summary_line(self._records, sla.load_targets())
+        except RunbookError as exc:
+            return f"SLA: {exc}"

@@ -93,11 +93,12 @@ def test_misspelled_key_gets_did_you_mean_with_line(run_cli, write_runbook):
     assert "typo.yaml:8:" in r.err and "retries" in r.err
 
 
-def test_unknown_executor_lists_installed_ones(run_cli, write_runbook):
-    path = write_runbook(GOOD.replace("check: {shell:", "check: {kubernetes:"), "k.yaml")
+def test_unknown_executor_lists_installed_ones_and_suggests(run_cli, write_runbook):
+    path = write_runbook(GOOD.replace("check: {shell:", "check: {kubernets:"), "k.yaml")
     r = run_cli("validate", str(path))
     assert r.code == 2
-    assert "kubernetes" in r.err and "shell" in r.err and "runbook-as-code[k8s]" in r.err
+    assert "k.yaml:9:" in r.err
+    assert "did you mean 'kubernetes'" in r.err and "shell" in r.err and "http" in r.err
 
 
 def test_unwritable_log_dir_is_a_clear_error(run_cli, write_runbook, tmp_path):

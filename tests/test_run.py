@@ -381,3 +381,40 @@ steps:
     )
     result = run_cli("run", str(rb))
     assert result.code == 0, result.text
+
+
+def test_closed_stdout_does_not_cut_the_log_short(write_runbook, tmp_path, cli_env):
+    rb = write_runbook(
+        HEAD
+        + """
+steps:
+  - {id: a, phase: detect, check: {shell: {argv: [echo, one]}}}
+  - {id: b, phase: triage, check: {shell: {argv: [sleep, "0.3"]}}}
+  - {id: c, phase: resolve, check: {shell: {argv: [echo, three]}}}
+"""
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "run", str(rb)],
+        cwd=tmp_path,
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # like `runbook run ... | head -1`
+    proc.wait(timeout=30)
+    records = only_log(tmp_path)
+    assert records[-1]["type"] == "run.finished"
+    assert list(finished(records)) == ["a", "b", "c"]
+
+
+def test_severity_override_is_recorded_and_drives_the_sla_line(run_cli, write_runbook, tmp_path):
+    rb = write_runbook(
+        HEAD + "steps:\n  - {id: a, phase: detect, check: {shell: {argv: ['true']}}}\n"
+    )
+    result = run_cli("run", str(rb), "--severity", "P0")
+    assert result.code == 0
+    assert "SLA P0" in result.out
+    assert only_log(tmp_path)[0]["data"]["severity"] == "P0"
+    assert run_cli("run", str(rb), "--severity", "P9").code == 2
