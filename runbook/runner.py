@@ -18,9 +18,18 @@ from typing import Any
 from runbook.attempts import run_attempt
 from runbook.console import Console
 from runbook.errors import ExitCode, OperatorDeclined, RunbookError
-from runbook.executor import ExecContext, ExecutorSpec, OperatorIO, StepEvent, StepResult
+from runbook.executor import (
+    ExecContext,
+    ExecutorSpec,
+    OperatorIO,
+    PlanContext,
+    StepEvent,
+    StepResult,
+)
+from runbook.gates import Gate
 from runbook.inventory import Inventory
 from runbook.journal import JournalWriter
+from runbook.judging import judge, result_record
 from runbook.model import Runbook, Step
 from runbook.planner import condition_text, gate_text, plan_call, resolve_target
 from runbook.plugins import PluginRegistry
@@ -95,6 +104,7 @@ class Runner:
         self._deadline_at = None if deadline is None else self._started + deadline
         self._current: str | None = None
         self.resources: dict[str, Any] = {}
+        self.gate = Gate(self._emit, io, options.operator, options.yes)
         from runbook.transport import POOL_KEY, ConnectionPool
 
         # one connection per host for the whole run, closed with the other resources
@@ -262,7 +272,7 @@ class Runner:
                 return dry
         try:
             if resume is not None and step.id in resume.unfinished_actions:
-                self._confirm_rerun(step, resume.unfinished_actions[step.id])
+                self.gate.confirm_rerun(step.id, resume.unfinished_actions[step.id])
             outcome = self._execute(step, spec, namespace)
         except OperatorDeclined as exc:
             self._close_step(step, StepOutcome("declined", message=str(exc)))
@@ -288,43 +298,6 @@ class Runner:
             },
         )
         return outcome
-
-    def _confirm_rerun(self, step: Step, summary: str) -> None:
-        """An action started in the old run and never finished: a human decides."""
-        prompt = (
-            f"Action '{step.id}' started in the interrupted run ({summary}) but has no finish "
-            "record; it may have taken effect. Run it again?"
-        )
-        record = {
-            "step": step.id,
-            "prompt": prompt,
-            "operator": self.options.operator,
-            "require": None,
-            "rerun": True,
-        }
-        confirm = getattr(self.io, "confirm", None)
-        if self.options.yes:
-            self._emit(
-                "step.confirmation",
-                {**record, "accepted": True, "answer": "yes", "method": "--yes"},
-            )
-            return
-        if not self.io.interactive or confirm is None:
-            self._emit(
-                "step.confirmation",
-                {**record, "accepted": False, "answer": None, "method": "no-terminal"},
-            )
-            raise OperatorDeclined(
-                f"action '{step.id}' may have run already; confirm re-running it from a "
-                "terminal or with --yes"
-            )
-        accepted, answer = confirm(prompt, None)
-        self._emit(
-            "step.confirmation",
-            {**record, "accepted": accepted, "answer": answer, "method": "terminal"},
-        )
-        if not accepted:
-            raise OperatorDeclined(f"operator declined re-running action '{step.id}'")
 
     def _when(self, step: Step, namespace: Mapping[str, Any]) -> bool | None:
         """True/False, or None when it depends on something a dry-run does not know."""
@@ -433,35 +406,7 @@ class Runner:
             from runbook.templating import Renderer
 
             require = Renderer(namespace).render_text(require)
-        record = {
-            "step": step.id,
-            "prompt": prompt,
-            "operator": self.options.operator,
-            "require": require,
-        }
-        if self.options.yes:
-            self._emit(
-                "step.confirmation",
-                {**record, "accepted": True, "answer": "yes", "method": "--yes"},
-            )
-            return
-        confirm = getattr(self.io, "confirm", None)
-        if not self.io.interactive or confirm is None:
-            self._emit(
-                "step.confirmation",
-                {**record, "accepted": False, "answer": None, "method": "no-terminal"},
-            )
-            raise OperatorDeclined(
-                f"action '{step.id}' needs confirmation ({prompt}) and there is "
-                "no terminal: re-run from a terminal or with --yes"
-            )
-        accepted, answer = confirm(prompt, require)
-        self._emit(
-            "step.confirmation",
-            {**record, "accepted": accepted, "answer": answer, "method": "terminal"},
-        )
-        if not accepted:
-            raise OperatorDeclined(f"operator declined action '{step.id}': {prompt}")
+        self.gate.confirm(step.id, prompt, require)
 
     def _attempt_budget(self, step: Step, step_started: float) -> tuple[float, str]:
         """Seconds this attempt may take, and which limit sets it."""
@@ -545,7 +490,7 @@ class Runner:
             serial=step.serial,
             resources=self.resources,
         )
-        planned = spec.plan(config, _plan_ctx(step, target))
+        planned = spec.plan(config, PlanContext(step.id, target))
         self._emit(
             "step.attempt",
             {
@@ -559,16 +504,9 @@ class Runner:
         result = run_attempt(
             spec, config, ctx, lambda elapsed: self.console.progress(step.id, elapsed)
         )
-        self._emit("step.result", _result_record(step.id, attempt, result))
+        self._emit("step.result", result_record(step.id, attempt, result))
         self._show_output(step, config, result)
-        if result.hosts:
-            return self._judge_hosts(step, spec, result, namespace, attempt)
-        if not result.ok:
-            status = "timeout" if result.timed_out else "error"
-            return StepOutcome(
-                status, result.elapsed, attempt, result.error or status, result, result.timed_out
-            )
-        return self._judge(step, spec, result, namespace, attempt)
+        return judge(step, spec, result, namespace, attempt, self._emit)
 
     def _show_output(self, step: Step, config: Mapping[str, Any], result: StepResult) -> None:
         """Put output on screen where a responder needs it; all of it is in the log anyway.
@@ -584,72 +522,6 @@ class Runner:
         elif step.phase == "triage" and step.kind == "check" and result.output.strip():
             tail = "\n".join(result.output.rstrip("\n").splitlines()[-TRIAGE_LINES:])
             self._emit("step.output", {"step": step.id, "text": tail, "show_lines": TRIAGE_LINES})
-
-    def _judge(
-        self,
-        step: Step,
-        spec: ExecutorSpec,
-        result: StepResult,
-        namespace: Mapping[str, Any],
-        attempt: int,
-    ) -> StepOutcome:
-        from runbook.expressions import compile_expression
-
-        ns = result_namespace(result, namespace)
-        failures: list[str] = []
-        for expr in step.expect or spec.default_expect:
-            check = compile_expression(expr).check(ns)
-            self._emit(
-                "step.expectation",
-                {
-                    "step": step.id,
-                    "attempt": attempt,
-                    "expr": expr,
-                    "passed": check.passed,
-                    "message": check.message,
-                },
-            )
-            if not check.passed:
-                failures.append(check.message)
-        if failures:
-            return StepOutcome("failed", result.elapsed, attempt, "; ".join(failures), result)
-        return StepOutcome("passed", result.elapsed, attempt, "", result)
-
-    def _judge_hosts(
-        self,
-        step: Step,
-        spec: ExecutorSpec,
-        result: StepResult,
-        namespace: Mapping[str, Any],
-        attempt: int,
-    ) -> StepOutcome:
-        """Judge each host on its own; pass when all (or `min_passing`) hosts pass."""
-        from runbook.expressions import compile_expression
-
-        failed_hosts: dict[str, str] = {}
-        for host, host_result in sorted(result.hosts.items()):
-            if not host_result.ok:
-                failed_hosts[host] = str(host_result.error)
-                continue
-            ns = result_namespace(host_result, namespace)
-            ns["host"] = host
-            for expr in step.expect or spec.default_expect:
-                check = compile_expression(expr).check(ns)
-                self._emit(
-                    "step.expectation",
-                    {
-                        "step": step.id,
-                        "attempt": attempt,
-                        "host": host,
-                        "expr": expr,
-                        "passed": check.passed,
-                        "message": check.message,
-                    },
-                )
-                if not check.passed:
-                    failed_hosts[host] = check.message
-                    break
-        return _hosts_outcome(step, result, failed_hosts, attempt)
 
     def _verify(
         self, step: Step, outcome: StepOutcome, namespace: Mapping[str, Any]
@@ -695,64 +567,3 @@ class Runner:
                 self._emit(
                     "observer.error", {"step": step.id, "message": f"register {name}: {exc}"}
                 )
-
-
-def _plan_ctx(step: Step, target: Any) -> Any:
-    from runbook.executor import PlanContext
-
-    return PlanContext(step.id, target)
-
-
-def _hosts_outcome(
-    step: Step, result: StepResult, failed_hosts: Mapping[str, str], attempt: int
-) -> StepOutcome:
-    total = len(result.hosts)
-    needed = total if step.min_passing is None else step.min_passing
-    passing = total - len(failed_hosts)
-    if passing >= needed:
-        note = f"{passing}/{total} hosts passed" if failed_hosts else ""
-        return StepOutcome("passed", result.elapsed, attempt, note, result)
-    reasons = [f"{host}: {why}" for host, why in sorted(failed_hosts.items())]
-    message = f"{passing}/{total} hosts passed (need {needed}): " + "; ".join(reasons[:5])
-    if len(reasons) > 5:
-        message += f"; and {len(reasons) - 5} more"
-    bad = [result.hosts[h] for h in failed_hosts]
-    timed_out = bool(bad) and all(r.timed_out for r in bad)
-    status = "timeout" if timed_out else "failed"
-    return StepOutcome(status, result.elapsed, attempt, message, result, timed_out)
-
-
-def _result_record(step_id: str, attempt: int, result: StepResult) -> dict[str, Any]:
-    """What the log keeps of one attempt: every field, and each host's own result."""
-    record: dict[str, Any] = {
-        "step": step_id,
-        "attempt": attempt,
-        "ok": result.ok,
-        "error": result.error,
-        "timed_out": result.timed_out,
-        "elapsed": round(result.elapsed, 6),
-        "fields": _loggable(result.fields),
-    }
-    if result.hosts:
-        record["hosts"] = {
-            host: {
-                "ok": r.ok,
-                "error": r.error,
-                "timed_out": r.timed_out,
-                "elapsed": round(r.elapsed, 6),
-                "fields": _loggable(r.fields),
-            }
-            for host, r in sorted(result.hosts.items())
-        }
-    return record
-
-
-def _loggable(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Fields as JSON-safe values; big strings are cut by the journal."""
-    safe: dict[str, Any] = {}
-    for key, value in fields.items():
-        if isinstance(value, str | int | float | bool | type(None) | list | dict):
-            safe[key] = value
-        else:
-            safe[key] = repr(value)
-    return safe

@@ -1,0 +1,80 @@
+"""Confirmation gates: the only place a run waits for a human to say yes.
+
+One path for every kind of gate (an action's `confirm:`, re-running an action a
+crashed run may already have done): `--yes` accepts and says so in the log; a
+terminal asks; with neither, the answer is no. Every outcome is recorded with
+the operator, the method and the exact prompt before the run moves on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from runbook.errors import OperatorDeclined
+from runbook.executor import OperatorIO
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class Gate:
+    """Asks (or refuses) on behalf of one run."""
+
+    def __init__(self, emit: Emit, io: OperatorIO, operator: str, assume_yes: bool) -> None:
+        self._emit = emit
+        self._io = io
+        self._operator = operator
+        self._yes = assume_yes
+
+    def confirm(
+        self,
+        step_id: str,
+        prompt: str,
+        require: str | None = None,
+        no_terminal_hint: str = "",
+        **extra: Any,
+    ) -> None:
+        """Return when accepted; record and raise OperatorDeclined otherwise."""
+        record = {
+            "step": step_id,
+            "prompt": prompt,
+            "operator": self._operator,
+            "require": require,
+            **extra,
+        }
+        if self._yes:
+            self._emit(
+                "step.confirmation",
+                {**record, "accepted": True, "answer": "yes", "method": "--yes"},
+            )
+            return
+        ask = getattr(self._io, "confirm", None)
+        if not self._io.interactive or ask is None:
+            self._emit(
+                "step.confirmation",
+                {**record, "accepted": False, "answer": None, "method": "no-terminal"},
+            )
+            raise OperatorDeclined(
+                no_terminal_hint
+                or f"action '{step_id}' needs confirmation ({prompt}) and there is no terminal: "
+                "re-run from a terminal or with --yes"
+            )
+        accepted, answer = ask(prompt, require)
+        self._emit(
+            "step.confirmation",
+            {**record, "accepted": accepted, "answer": answer, "method": "terminal"},
+        )
+        if not accepted:
+            raise OperatorDeclined(f"operator declined action '{step_id}': {prompt}")
+
+    def confirm_rerun(self, step_id: str, summary: str) -> None:
+        """An action started in the old run and never finished: a human decides."""
+        prompt = (
+            f"Action '{step_id}' started in the interrupted run ({summary}) but has no "
+            "finish record; it may have taken effect. Run it again?"
+        )
+        hint = (
+            f"action '{step_id}' may have run already; confirm re-running it from a "
+            "terminal or with --yes"
+        )
+        self.confirm(step_id, prompt, None, hint, rerun=True)
