@@ -32,9 +32,12 @@ environment:
 EXAMPLES = """examples:
   runbook list                                   what runbooks are available
   runbook show service-outage                    read a runbook's steps before using it
-  runbook plan service-outage -p service=api     what would run; nothing is changed
-  runbook run service-outage -p service=api      run it; actions ask before they act
+  runbook plan service-outage -p health_url=https://api.example.com/health
+                                                 what would run; nothing is changed
+  runbook run service-outage -p health_url=https://api.example.com/health -p service=api
+                                                 run it; every action asks before it acts
   runbook log verify incident-logs/<file>.jsonl  prove the incident log is intact
+  runbook report incident-logs/<file>.jsonl --format postmortem -o postmortem.md
 """
 
 
