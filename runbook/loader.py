@@ -482,6 +482,7 @@ def _build_step(raw: Mapping[str, Any]) -> Step:
         concurrency=raw.get("concurrency"),
         serial=raw.get("serial"),
         min_passing=raw.get("min_passing"),
+        mark=raw.get("mark"),
         verify=tuple(
             Step(
                 id=f"{raw['id']}.verify-{n}",

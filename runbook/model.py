@@ -98,6 +98,7 @@ class Step:
     concurrency: int | None = None
     serial: int | None = None
     min_passing: int | None = None
+    mark: str | None = None
     line: int = 0
 
     @property

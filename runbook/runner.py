@@ -357,7 +357,16 @@ class Runner:
                 "message": outcome.message,
             },
         )
+        self._mark(step, outcome)
         self._notify_observers(step, outcome)
+
+    def _mark(self, step: Step, outcome: StepOutcome) -> None:
+        """Record the step's explicit incident milestone (`mark:`) when it applies."""
+        if step.mark is None or self.options.dry_run:
+            return
+        reached = outcome.failed if step.mark == "detected" else outcome.passed
+        if reached:
+            self._emit("incident.mark", {"mark": step.mark, "step": step.id})
 
     def _notify_observers(self, step: Step, outcome: StepOutcome) -> None:
         masker = self.journal.masker

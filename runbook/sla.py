@@ -175,16 +175,19 @@ def clocks(records: Iterable[Mapping[str, Any]]) -> Clocks:
     start_ts = str(_data(header).get("started") or header.get("ts", ""))
     start = parse_ts(start_ts)
     found: dict[str, Mark] = {}
+    explicit: dict[str, Mark] = {}  # `mark:` steps win over milestones derived from phases
     executors: dict[str, str] = {}
     for record in it:
         data = _data(record)
         if record.get("type") == "step.started":
             executors[str(data.get("step"))] = str(data.get("executor"))
         name = _clock_for(record, executors)
-        if name and name not in found:
+        chosen = explicit if record.get("type") == "incident.mark" else found
+        if name and name not in chosen:
             ts = str(record.get("ts", ""))
             elapsed = max((parse_ts(ts) - start).total_seconds(), 0.0)
-            found[name] = Mark(ts, int(record.get("seq", -1)), elapsed)
+            chosen[name] = Mark(ts, int(record.get("seq", -1)), elapsed)
+    found.update(explicit)
     started = Mark(start_ts, int(header.get("seq", 0)), 0.0)
     return Clocks(
         started=started,

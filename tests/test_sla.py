@@ -119,3 +119,34 @@ def test_log_list_sla_summarises_mttd_and_mttr(
     assert result.out.count("SLA P0 (within target)") == 2
     assert "over 2 run(s); 0 not resolved (dry-runs excluded)" in result.out
     assert "MTTD " in result.out and "MTTR " in result.out
+
+
+def test_explicit_marks_are_recorded_and_win_over_phases(
+    run_cli: RunCli, write_runbook, tmp_path: Path
+) -> None:
+    from runbook.journal import read_log
+    from runbook.sla import clocks
+
+    rb = write_runbook(
+        """
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {name: marks, title: Marks, severity: P1}
+        steps:
+          - {id: probe, phase: detect, check: {shell: {argv: ['false']}}, on_failure: continue,
+             mark: detected}
+          - {id: quick-fix, phase: mitigate, action: {shell: {argv: ['true']}}}
+          - {id: really-fixed, phase: mitigate, check: {shell: {argv: ['true']}}, mark: mitigated}
+          - {id: not-yet, phase: resolve, check: {shell: {argv: ['false']}}, mark: resolved,
+             on_failure: continue}
+        """
+    )
+    assert run_cli("run", str(rb), "--yes").code == 0
+    records = read_log(next((tmp_path / "logs").glob("*.jsonl")))
+    marks = [
+        (r["data"]["mark"], r["data"]["step"]) for r in records if r["type"] == "incident.mark"
+    ]
+    assert marks == [("detected", "probe"), ("mitigated", "really-fixed")]
+    seq_of = {r["data"]["step"]: r["seq"] for r in records if r["type"] == "incident.mark"}
+    assert clocks(records).mitigated is not None
+    assert clocks(records).mitigated.seq == seq_of["really-fixed"]
