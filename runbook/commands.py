@@ -291,13 +291,23 @@ def cmd_new(args: argparse.Namespace) -> int:
     name = scaffold.check_name(args.name)
     directory = Path(args.dir)
     path = directory / f"{name}.yaml"
+    scenarios: str | None
     if args.template:
-        text = scaffold.render_from(resolve_runbook(args.template), name, args.severity)
+        source = resolve_runbook(args.template)
+        text = scaffold.render_from(source, name, args.severity)
+        scenarios = scaffold.render_scenarios_from(source, name)
     else:
         text = scaffold.render_basic(name, args.severity or "P2")
+        scenarios = scaffold.BASIC_SCENARIOS.format(name=name)
     registry = app.load_registry()
     loads_runbook(text, app.executor_specs(registry), path=str(path))  # never write a broken one
+    scenario_file = scaffold.scenario_path(path)
+    if scenarios is not None and scenario_file.exists() and not args.force:
+        raise InvalidInput(f"{scenario_file} already exists; use --force to overwrite it")
     scaffold.write_new(path, text, args.force)
     _out(f"created {path}")
-    _out(f"next: runbook validate {path} && runbook plan {path}")
+    if scenarios is not None:
+        scaffold.write_new(scenario_file, scenarios, True)
+        _out(f"created {scenario_file} (scenario tests: pytest {directory})")
+    _out(f"next: runbook validate --strict {path} && runbook plan {path}")
     return 0

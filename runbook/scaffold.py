@@ -88,6 +88,57 @@ steps:
 """
 
 
+BASIC_SCENARIOS = """\
+# Scenario tests for runbooks/{name}.yaml, run by `pytest runbooks/` (see docs/testing.md).
+# Each scenario scripts the executors' results per step id and asserts the branch taken.
+scenarios:
+  - name: healthy
+    description: The health check passes, so nothing is restarted.
+    stubs:
+      health: {{status: 200}}
+    expect:
+      status: passed
+      exit_code: 0
+      ran: [health]
+      not_ran: [status, restart, resolved]
+
+  - name: down-then-restarted
+    description: The health check fails; the service is restarted, verified, and resolved.
+    yes: true
+    stubs:
+      health: {{status: 503}}
+    expect:
+      status: passed
+      exit_code: 0
+      ran: [health, status, restart, restart.verify-1, resolved]
+      steps: {{health: failed, restart: passed}}
+      calls:
+        restart: {{argv: [systemctl, restart, api]}}
+
+  - name: restart-declined
+    description: Without --yes and without a terminal, the restart is refused (exit 3).
+    stubs:
+      health: {{status: 503}}
+    expect:
+      status: declined
+      exit_code: 3
+      not_ran: [resolved]
+"""
+
+
+def scenario_path(runbook_path: Path) -> Path:
+    """Where `pytest runbooks/` looks for a runbook's scenarios."""
+    return runbook_path.parent / "scenarios" / runbook_path.name
+
+
+def render_scenarios_from(source: Path, name: str) -> str | None:
+    """The source runbook's scenarios, if it has any (they name steps, not the runbook)."""
+    path = scenario_path(source)
+    if not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8").replace(source.stem, name)
+
+
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise InvalidInput(

@@ -36,3 +36,28 @@ def test_new_from_a_shipped_runbook_renames_it(run_cli, tmp_path):
     text = (tmp_path / "runbooks" / "my-outage.yaml").read_text()
     assert "name: my-outage" in text and "severity: P1" in text
     assert run_cli("validate", str(tmp_path / "runbooks" / "my-outage.yaml")).code == 0
+
+
+def test_new_scaffolds_scenario_tests_that_pass(run_cli, tmp_path, cli_env):
+    import subprocess
+    import sys
+
+    assert run_cli("new", "api-latency").code == 0
+    scenarios = tmp_path / "runbooks" / "scenarios" / "api-latency.yaml"
+    assert "down-then-restarted" in scenarios.read_text()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "runbooks/"],
+        cwd=tmp_path,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "5 passed" in proc.stdout
+
+
+def test_new_from_copies_the_source_scenarios(run_cli, tmp_path):
+    assert run_cli("new", "my-outage", "--from", "service-outage").code == 0
+    copied = tmp_path / "runbooks" / "scenarios" / "my-outage.yaml"
+    assert copied.is_file() and "outage-demo-restart" in copied.read_text()
