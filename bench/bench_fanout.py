@@ -59,6 +59,37 @@ def runbook_text(fleet: sshd.Fleet) -> str:
     )
 
 
+def ansible_files(fleet: sshd.Fleet, work: Path) -> list[str] | None:
+    """An inventory + playbook doing the same 3 commands, if ansible-playbook is available.
+
+    Looked up as $ANSIBLE_PLAYBOOK, then on PATH; ansible-core is not a dependency of
+    ours, so install it in a venv of its own (`pip install ansible-core`) to compare.
+    """
+    import os
+    import shutil
+
+    program = os.environ.get("ANSIBLE_PLAYBOOK") or shutil.which("ansible-playbook")
+    if not program:
+        return None
+    hosts = "\n".join(
+        f"{a} ansible_port={fleet.port} ansible_user={fleet.user} "
+        f"ansible_ssh_private_key_file={fleet.key_file}"
+        for a in fleet.addresses
+    )
+    (work / "hosts.ini").write_text(f"[fleet]\n{hosts}\n")
+    tasks = "".join(
+        f"    - ansible.builtin.shell: {cmd!r}\n      changed_when: false\n" for cmd in COMMANDS
+    )
+    (work / "play.yml").write_text(f"- hosts: fleet\n  gather_facts: false\n  tasks:\n{tasks}")
+    (work / "ansible.cfg").write_text(
+        "[defaults]\nforks = 50\nhost_key_checking = True\nstdout_callback = minimal\n"
+        "[ssh_connection]\npipelining = True\n"
+        f"ssh_args = -o UserKnownHostsFile={fleet.known_hosts} -o ControlMaster=auto "
+        "-o ControlPersist=60s\n"
+    )
+    return [program, "-i", "hosts.ini", "play.yml"]
+
+
 def timed(argv: list[str], cwd: Path) -> float:
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
@@ -91,9 +122,14 @@ def main() -> None:
         ]
         ours = [sys.executable, "-m", "runbook", "run", "rb.yaml", "--log-dir", "logs"]
         results: dict[str, list[float]] = {"raw paramiko threads": [], "runbook run": []}
+        ansible = ansible_files(fleet, work)
+        if ansible:
+            results["ansible-playbook"] = []
         for _ in range(args.repeat):
             results["raw paramiko threads"].append(timed(raw, work))
             results["runbook run"].append(timed(ours, work))
+            if ansible:
+                results["ansible-playbook"].append(timed(ansible, work))
         for name, times in results.items():
             print(
                 f"{name:22} min {min(times):.3f}s  median {statistics.median(times):.3f}s  "
@@ -105,6 +141,13 @@ def main() -> None:
         print(
             f"runbook / raw paramiko = {ratio:.2f}x ({args.hosts} hosts x {len(COMMANDS)} commands)"
         )
+        if ansible:
+            speedup = statistics.median(results["ansible-playbook"]) / statistics.median(
+                results["runbook run"]
+            )
+            print(f"ansible-playbook / runbook = {speedup:.1f}x")
+        else:
+            print("ansible-playbook not found (set ANSIBLE_PLAYBOOK to compare with ansible-core)")
     finally:
         fleet.stop()
 
