@@ -8,7 +8,7 @@ the operator, the method and the exact prompt before the run moves on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runbook.errors import OperatorDeclined
@@ -20,11 +20,19 @@ Emit = Callable[[str, dict[str, Any]], None]
 class Gate:
     """Asks (or refuses) on behalf of one run."""
 
-    def __init__(self, emit: Emit, io: OperatorIO, operator: str, assume_yes: bool) -> None:
+    def __init__(
+        self,
+        emit: Emit,
+        io: OperatorIO,
+        operator: str,
+        assume_yes: bool,
+        answers: Mapping[str, str] | None = None,
+    ) -> None:
         self._emit = emit
         self._io = io
         self._operator = operator
         self._yes = assume_yes
+        self._answers = dict(answers or {})
 
     def confirm(
         self,
@@ -42,7 +50,9 @@ class Gate:
             "require": require,
             **extra,
         }
-        if self._yes:
+        if require is not None and self._typed(step_id, require, record):
+            return
+        if self._yes and require is None:
             self._emit(
                 "step.confirmation",
                 {**record, "accepted": True, "answer": "yes", "method": "--yes"},
@@ -66,6 +76,33 @@ class Gate:
         )
         if not accepted:
             raise OperatorDeclined(f"operator declined action '{step_id}': {prompt}")
+
+    def _typed(self, step_id: str, require: str, record: dict[str, Any]) -> bool:
+        """A gate that wants a name typed back: --yes alone never passes it.
+
+        True when `--answer STEP=NAME` answered it; raises when it was answered wrong or
+        when --yes is all there is and no terminal can ask; False to ask on the terminal.
+        """
+        given = self._answers.get(step_id)
+        if given is not None:
+            accepted = given.strip() == require
+            self._emit(
+                "step.confirmation",
+                {**record, "accepted": accepted, "answer": given, "method": "--answer"},
+            )
+            if not accepted:
+                raise OperatorDeclined(f"--answer {step_id}={given!r} does not match {require!r}")
+            return True
+        if self._yes and not self._io.interactive:
+            self._emit(
+                "step.confirmation",
+                {**record, "accepted": False, "answer": None, "method": "--yes"},
+            )
+            raise OperatorDeclined(
+                f"action '{step_id}' asks the operator to type '{require}'; --yes does not "
+                f"answer that: run it from a terminal or pass --answer {step_id}={require}"
+            )
+        return False
 
     def confirm_rerun(self, step_id: str, summary: str) -> None:
         """An action started in the old run and never finished: a human decides."""

@@ -100,7 +100,10 @@ def hosts_outcome(
     if passing >= needed:
         note = f"{passing}/{total} hosts passed" if failed_hosts else ""
         return StepOutcome("passed", result.elapsed, attempt, note, result)
-    reasons = [f"{host}: {why}" for host, why in sorted(failed_hosts.items())]
+    reasons = [
+        why if why.startswith(f"{host}:") else f"{host}: {why}"
+        for host, why in sorted(failed_hosts.items())
+    ]
     message = f"{passing}/{total} hosts passed (need {needed}): " + "; ".join(reasons[:5])
     if len(reasons) > 5:
         message += f"; and {len(reasons) - 5} more"

@@ -104,7 +104,7 @@ class Runner:
         self._deadline_at = None if deadline is None else self._started + deadline
         self._current: str | None = None
         self.resources: dict[str, Any] = {}
-        self.gate = Gate(self._emit, io, options.operator, options.yes)
+        self.gate = Gate(self._emit, io, options.operator, options.yes, options.answers)
         from runbook.transport import POOL_KEY, ConnectionPool
 
         # one connection per host for the whole run, closed with the other resources

@@ -90,6 +90,10 @@ def default_result(
     from runbook.state import result_namespace
 
     fields = _base_fields(spec, config, ctx)
+    if ctx.answer is not None:
+        # The scenario's operator answered: that answer is the result, and the runner
+        # judges it like any other (a "no" must fail `answer == 'yes'`, not be solved away).
+        return StepResult(ok=True, fields=fields, output=_output(fields, None))
     for text in expect:
         _solve(text, fields)
     result = StepResult(ok=True, fields=fields, output=_output(fields, None))

@@ -122,8 +122,11 @@ def _config(root: Path, index: int, addresses: list[str], port: int, fleet: Flee
     return path
 
 
-def start_fleet(root: Path, count: int = 20, first: int = 2) -> Fleet:
-    """Start sshd processes for 127.0.0.{first}..; wait until every address accepts."""
+def start_fleet(root: Path, count: int = 20, first: int = 2, user: str | None = None) -> Fleet:
+    """Start sshd processes for 127.0.0.{first}..; wait until every address accepts.
+
+    `user` logs in with the fleet's key (default: the current user).
+    """
     root.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", exist_ok=True)
@@ -137,7 +140,13 @@ def start_fleet(root: Path, count: int = 20, first: int = 2) -> Fleet:
     shim_dir = root / "shims"
     shim_dir.mkdir(exist_ok=True)
     fleet = Fleet(
-        addresses, port, getpass.getuser(), root / "client_key", known, host_key_line, shim_dir
+        addresses,
+        port,
+        user or getpass.getuser(),
+        root / "client_key",
+        known,
+        host_key_line,
+        shim_dir,
     )
     for index in range(0, count, PER_PROCESS):
         group = addresses[index : index + PER_PROCESS]

@@ -418,3 +418,28 @@ def test_severity_override_is_recorded_and_drives_the_sla_line(run_cli, write_ru
     assert "SLA P0" in result.out
     assert only_log(tmp_path)[0]["data"]["severity"] == "P0"
     assert run_cli("run", str(rb), "--severity", "P9").code == 2
+
+
+def test_typed_confirmation_is_not_passed_by_yes_but_by_the_typed_answer(
+    run_cli, write_runbook, tmp_path
+):
+    marker = tmp_path / "flushed"
+    rb = write_runbook(
+        HEAD
+        + f"""
+steps:
+  - id: flush
+    phase: mitigate
+    action: {{shell: {{argv: [touch, "{marker}"]}}}}
+    confirm: {{prompt: "Flush the cache?", require: "prod-cache"}}
+"""
+    )
+    refused = run_cli("run", str(rb), "--yes")
+    assert refused.code == 3 and "--answer flush=prod-cache" in refused.text
+    wrong = run_cli("run", str(rb), "--yes", "--answer", "flush=prod")
+    assert wrong.code == 3 and not marker.exists()
+    typed = run_cli("run", str(rb), "--answer", "flush=prod-cache")
+    assert typed.code == 0 and marker.exists()
+    logs = sorted((tmp_path / "logs").glob("*.jsonl"))
+    conf = [r["data"] for r in read_log(logs[-1]) if r["type"] == "step.confirmation"]
+    assert (conf[0]["method"], conf[0]["accepted"]) == ("--answer", True)
