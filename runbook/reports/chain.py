@@ -53,8 +53,23 @@ def _problem(index: int, record: Mapping[str, Any], prev: str) -> str | None:
     return None
 
 
+class VerifiedRecords(list[dict[str, Any]]):
+    """Records read from a file that `log verify` just passed, with that verdict attached.
+
+    `runbook report` verifies the bytes on disk first (fast); handing formats this list
+    spares them re-serialising every record to check the chain again, which is most
+    of a report's time on a long log. A plain list is always re-checked.
+    """
+
+    def __init__(self, records: list[dict[str, Any]], verdict: ChainCheck) -> None:
+        super().__init__(records)
+        self.verdict = verdict
+
+
 def check_chain(records: Sequence[Mapping[str, Any]]) -> ChainCheck:
     """Verify `records` in order: tampered at the first bad one, truncated if unfinished."""
+    if isinstance(records, VerifiedRecords):
+        return records.verdict
     if not records:
         return ChainCheck(False, True, False, "empty log", 0, 0, "")
     prev = GENESIS

@@ -33,12 +33,13 @@ def _tolerant_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _refuse_unless_allowed(path: Path, allow_unverified: bool) -> None:
+def _refuse_unless_allowed(path: Path, allow_unverified: bool) -> str | None:
+    """The final hash when the log verifies; None when it does not but that is allowed."""
     from runbook import journal
 
     verdict = journal.verify_log(path)
     if verdict.ok:
-        return
+        return verdict.final_hash
     if verdict.records == 0 and verdict.truncated and not verdict.tampered:
         raise JournalCorrupt(f"{path}: empty log: nothing to report", 0, True)
     if not allow_unverified:
@@ -49,6 +50,7 @@ def _refuse_unless_allowed(path: Path, allow_unverified: bool) -> None:
             verdict.first_bad_seq,
             verdict.truncated,
         )
+    return None
 
 
 def run_report(
@@ -62,10 +64,15 @@ def run_report(
     path = Path(log)
     if not path.is_file():
         raise InvalidInput(f"no such log file: {path}")
-    _refuse_unless_allowed(path, allow_unverified)
-    records = _tolerant_records(path)
+    final_hash = _refuse_unless_allowed(path, allow_unverified)
+    records: list[dict[str, Any]] = _tolerant_records(path)
     if not records:
         raise JournalCorrupt(f"{path}: no readable record: nothing to report", 0)
+    if final_hash is not None and records[-1].get("sha256") == final_hash:
+        from runbook.reports.chain import ChainCheck, VerifiedRecords
+
+        verdict = ChainCheck(True, False, False, "ok", None, len(records), final_hash)
+        records = VerifiedRecords(records, verdict)
     data = formats[fmt].render(records).encode("utf-8", "replace")
     if output:
         Path(output).write_bytes(data)
