@@ -222,6 +222,13 @@ def test_html_renders_in_headless_chromium(run_cli: RunCli, real_log: Path, tmp_
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
+            # nothing but the file: no update checks, sync or background lookups
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
             "--dump-dom",
             (tmp_path / "r.html").as_uri(),
         ],
