@@ -440,6 +440,10 @@ steps:
     assert wrong.code == 3 and not marker.exists()
     typed = run_cli("run", str(rb), "--answer", "flush=prod-cache")
     assert typed.code == 0 and marker.exists()
-    logs = sorted((tmp_path / "logs").glob("*.jsonl"))
-    conf = [r["data"] for r in read_log(logs[-1]) if r["type"] == "step.confirmation"]
+    # file names sort by second, then by random run id: order runs by their start time
+    runs = sorted(
+        (read_log(p) for p in (tmp_path / "logs").glob("*.jsonl")),
+        key=lambda records: records[0]["data"]["started"],
+    )
+    conf = [r["data"] for r in runs[-1] if r["type"] == "step.confirmation"]
     assert (conf[0]["method"], conf[0]["accepted"]) == ("--answer", True)
