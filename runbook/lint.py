@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runbook.executor import ExecutorSpec
@@ -21,6 +22,10 @@ from runbook.model import Runbook, Step
 _HUMAN = frozenset({"manual", "notify"})
 _PLACEHOLDER = re.compile(
     r"\[(?:[A-Z][A-Za-z #/_-]*|[A-Z_]{2,})\]|<(?:[a-z][a-z _-]*)>|\bTODO\b|\bFIXME\b|\bXXX\b"
+)
+# A prose key whose unquoted value runs into " #": the rest of the line is a comment.
+_PROSE_WITH_HASH = re.compile(
+    r"^\s*-?\s*(title|description|prompt|message|help|confirm):\s+[^\s\"'|>#{\[][^#]*\s#"
 )
 _QUOTED_TEMPLATE = re.compile(r"""(['"])\s*\{\{[^}]*\}\}\s*\1""")
 
@@ -42,7 +47,26 @@ def lint(runbook: Runbook, specs: Mapping[str, ExecutorSpec]) -> list[Warning_]:
     found: list[Warning_] = []
     for step in runbook.steps:
         found.extend(_step_warnings(step, specs.get(step.executor)))
+    found.extend(_cut_by_comment(runbook.path))
     return sorted(found, key=lambda w: (w.line, w.code))
+
+
+def _cut_by_comment(path: str) -> Iterator[Warning_]:
+    """`description: Post to #incidents` silently ends at ' #': YAML reads a comment."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for number, line in enumerate(lines, start=1):
+        match = _PROSE_WITH_HASH.match(line)
+        if match:
+            yield Warning_(
+                number,
+                "",
+                "comment",
+                f"the text of `{match.group(1)}:` ends at ' #' "
+                "(YAML starts a comment there); quote the value",
+            )
 
 
 def _step_warnings(step: Step, spec: ExecutorSpec | None) -> Iterator[Warning_]:

@@ -37,6 +37,7 @@ steps:
   - id: tell
     phase: mitigate
     action: {notify: {message: "INCIDENT: [Title] is down, commander <name>"}}
+    title: Tell #incidents about it
 """
 
 
@@ -58,3 +59,4 @@ def test_unwise_runbook_gets_each_warning_with_its_line(run_cli, write_runbook):
     assert "unwise.yaml:10: warning[verify]" in err
     assert "warning[quoting]" in err and "warning[shell]" in err
     assert "'[Title]' is never filled in" in err and "'<name>'" in err
+    assert "unwise.yaml:16: warning[comment]: the text of `title:` ends at ' #'" in err
