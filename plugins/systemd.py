@@ -145,10 +145,15 @@ def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> Step
     if not shown.ok:
         return shown
     _op, names = _operation(config)
+    where = f" on {conn.host.name}" if conn.host.name != "localhost" else ""
+    if shown.fields.get("exit_code") and not str(shown.fields.get("stdout", "")).strip():
+        # `systemctl show` printed nothing and failed: systemd itself is not reachable
+        # (e.g. "System has not been booted with systemd as init system"), not a unit.
+        reason = str(shown.fields.get("stderr", "")).strip().splitlines() or ["no output"]
+        return StepResult.failure(f"systemctl failed{where}: {reason[0]}", call=call)
     units = dict(zip(names, parse_show(str(shown.fields["stdout"])), strict=False))
     missing = [n for n, u in units.items() if u["load_state"] == "not-found"]
     if missing or len(units) < len(names):
-        where = f" on {conn.host.name}" if conn.host.name != "localhost" else ""
         gone = missing or names[len(units) :]
         return StepResult.failure(f"unit not found{where}: {', '.join(gone)}", call=call)
     worst = next((u for u in units.values() if u["active_state"] != "active"), None)
