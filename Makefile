@@ -7,8 +7,11 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	@echo "installing runbook-as-code[dev] into $(VENV) (log: $(VENV)/install.log)"
+	@$(VENV)/bin/pip install -q --upgrade pip > $(VENV)/install.log 2>&1 || \
+	  { tail -20 $(VENV)/install.log; exit 1; }
+	@$(VENV)/bin/pip install -q -e '.[dev]' >> $(VENV)/install.log 2>&1 || \
+	  { tail -20 $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
 setup: $(STAMP)
