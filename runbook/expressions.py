@@ -16,16 +16,46 @@ from __future__ import annotations
 
 import ast
 import difflib
-import operator
 import re
-import threading
-import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
-from runbook.errors import ExpressionError, RunbookError
+from runbook._expr_compile import (
+    _BINOPS,
+    _COMPARE,
+    FUNCTIONS,
+    STRING_METHODS,
+    _code_spans,
+    _depth,
+    _Edit,
+    _located,
+    _original_position,
+    _parse,
+    _problem,
+    _rewrite,
+    _shift,
+    rewrite_hyphenated_ids,
+)
+from runbook._expr_explain import _Explainer
+from runbook._expr_values import MAX_DEPTH as MAX_DEPTH
+from runbook._expr_values import MAX_SEQUENCE_LENGTH as MAX_SEQUENCE_LENGTH
+from runbook._expr_values import MAX_SOURCE_LENGTH as MAX_SOURCE_LENGTH
+from runbook._expr_values import (
+    UNKNOWN,
+    EvaluationError,
+    Unknown,
+    _admit,
+    _check_repeat,
+    _describe,
+    _has_unknown,
+    _is_mapping,
+    _key_list,
+    _short_repr,
+    is_unknown,
+)
+from runbook.errors import ExpressionError
 
 __all__ = [
     "FUNCTIONS",
@@ -39,286 +69,6 @@ __all__ = [
     "is_unknown",
     "rewrite_hyphenated_ids",
 ]
-
-MAX_SOURCE_LENGTH: Final = 2000
-MAX_DEPTH: Final = 64
-MAX_SEQUENCE_LENGTH: Final = 100_000  # cap for `'x' * n` and `[0] * n`
-_MAX_REPR: Final = 120
-
-
-class EvaluationError(RunbookError):
-    """A well-formed expression could not be evaluated against this result.
-
-    Typical causes: a name or key that is not there, a type mismatch such as
-    `'a' < 1`, or a value the sandbox refuses to touch.
-    """
-
-
-class Unknown:
-    """The type of `UNKNOWN`: a value that only a real run can tell.
-
-    Falsy so naive code errs on the side of "not passed", but callers must ask
-    `is_unknown()` first: any operation in an expression involving UNKNOWN
-    yields UNKNOWN instead of an answer.
-    """
-
-    __slots__ = ()
-    _instance: ClassVar[Unknown | None] = None
-
-    def __new__(cls) -> Unknown:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __reduce__(self) -> str:
-        return "UNKNOWN"  # pickling and deepcopy keep the singleton
-
-
-UNKNOWN: Final = Unknown()
-
-
-def is_unknown(value: object) -> bool:
-    """Whether `value` is the dry-run placeholder for a not-yet-known value."""
-    return value is UNKNOWN
-
-
-def _matches(text: Any, pattern: Any) -> bool:
-    if not isinstance(pattern, str):
-        raise TypeError(f"matches needs a pattern string, got {type(pattern).__name__}")
-    return re.search(pattern, str(text)) is not None
-
-
-FUNCTIONS: Final[Mapping[str, Callable[..., Any]]] = {
-    "len": len,
-    "int": int,
-    "float": float,
-    "str": str,
-    "bool": bool,
-    "abs": abs,
-    "min": min,
-    "max": max,
-    "round": round,
-    "sum": sum,
-    "any": any,
-    "all": all,
-    "sorted": sorted,
-    "lower": lambda text: str(text).lower(),
-    "upper": lambda text: str(text).upper(),
-    "matches": _matches,
-}
-STRING_METHODS: Final = frozenset(
-    {"startswith", "endswith", "lower", "upper", "strip", "split", "count", "splitlines"}
-)
-
-# --- source rewriting: `matches` as an infix operator, hyphenated step ids ------------------
-
-_INFIX_MATCHES = re.compile(r"(\.\s*)?\bmatches\b(?!\s*\()")
-# `matches` is the operator only right after an operand; after `and`, `(`, `==` or at the
-# start it is a plain name (a result field may well be called `matches`).
-_NOT_AFTER_OPERAND = re.compile(r"(?:^|\b(?:and|or|not|in|is|if|else)|[^\w)\]}'\"\s])\s*$")
-_HYPHEN_ID = re.compile(r"(?<![\w.])(steps|vars)\.([a-z0-9_]+(?:-[a-z0-9_]+)+)(?![\w-])")
-
-
-@dataclass(frozen=True)
-class _Edit:
-    """One rewrite, so positions in the parsed text map back to what the author wrote."""
-
-    new_start: int
-    new_end: int
-    old_start: int
-    old_end: int
-
-
-def _code_spans(text: str) -> Iterable[tuple[int, int]]:
-    """Spans of `text` outside string literals; a tiny lexer so rewrites skip quoted text."""
-    start = i = 0
-    while i < len(text):
-        if text[i] not in "'\"":
-            i += 1
-            continue
-        quote = text[i : i + 3] if text[i : i + 3] in ("'''", '"""') else text[i]
-        yield start, i
-        j = i + len(quote)
-        while j < len(text) and not text.startswith(quote, j):
-            j += 2 if text[j] == "\\" else 1
-        i = start = min(j + len(quote), len(text))
-    yield start, len(text)
-
-
-def _rewrite(text: str, *, infix: bool) -> tuple[str, tuple[_Edit, ...]]:
-    """Apply the hyphenated-id (and optionally infix `matches`) rewrites outside strings."""
-    replacements: list[tuple[int, int, str]] = []
-    for lo, hi in _code_spans(text):
-        for m in _HYPHEN_ID.finditer(text, lo, hi):
-            replacements.append((m.start(), m.end(), f"{m.group(1)}[{m.group(2)!r}]"))
-        for m in _INFIX_MATCHES.finditer(text, lo, hi) if infix else ():
-            # `x.matches` is a key lookup, not the operator
-            if m.group(1) is None and not _NOT_AFTER_OPERAND.search(text, 0, m.start()):
-                replacements.append((m.start(), m.end(), "@"))
-    pieces: list[str] = []
-    edits: list[_Edit] = []
-    pos = shift = 0
-    for start, end, new in sorted(replacements):
-        pieces += [text[pos:start], new]
-        edits.append(_Edit(start + shift, start + shift + len(new), start, end))
-        shift += len(new) - (end - start)
-        pos = end
-    pieces.append(text[pos:])
-    return "".join(pieces), tuple(edits)
-
-
-def rewrite_hyphenated_ids(code: str) -> str:
-    """`steps.check-db.passed` -> `steps['check-db'].passed`, leaving string literals alone.
-
-    Step ids may contain hyphens, which Python (and Jinja) would read as minus.
-    Only `steps.` and `vars.` followed by a lowercase id with a hyphen and no
-    spaces are rewritten, so `steps.a - b` keeps meaning subtraction.
-    """
-    return _rewrite(code, infix=False)[0]
-
-
-def _original_position(pos: int, edits: tuple[_Edit, ...], *, end: bool) -> int:
-    original = pos
-    for edit in edits:
-        if pos >= edit.new_end:
-            original = pos - edit.new_end + edit.old_end
-        elif pos > edit.new_start:
-            return edit.old_end if end else edit.old_start
-        else:
-            break
-    return original
-
-
-# --- compile-time validation ----------------------------------------------------------------
-
-_NODE_NAMES: Final[Mapping[type[ast.AST], str]] = {
-    ast.Lambda: "lambda",
-    ast.ListComp: "a comprehension",
-    ast.SetComp: "a comprehension",
-    ast.DictComp: "a comprehension",
-    ast.GeneratorExp: "a generator expression",
-    ast.NamedExpr: "':='",
-    ast.JoinedStr: "an f-string",
-    ast.FormattedValue: "an f-string",
-    ast.Starred: "'*' unpacking",
-    ast.Await: "await",
-    ast.Pow: "'**'",
-    ast.Invert: "'~'",
-    ast.BitAnd: "'&'",
-    ast.BitOr: "'|'",
-    ast.BitXor: "'^'",
-    ast.LShift: "'<<'",
-    ast.RShift: "'>>'",
-}
-_BINOPS: Final[Mapping[type[ast.operator], Callable[[Any, Any], Any]]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.MatMult: lambda text, pattern: _matches(text, pattern),
-}
-_COMPARE: Final[Mapping[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]]] = {
-    ast.Eq: ("==", operator.eq),
-    ast.NotEq: ("!=", operator.ne),
-    ast.Lt: ("<", operator.lt),
-    ast.LtE: ("<=", operator.le),
-    ast.Gt: (">", operator.gt),
-    ast.GtE: (">=", operator.ge),
-    ast.In: ("in", lambda a, b: a in b),
-    ast.NotIn: ("not in", lambda a, b: a not in b),
-    ast.Is: ("is", operator.is_),
-    ast.IsNot: ("is not", operator.is_not),
-}
-_ALLOWED: Final = frozenset(
-    {
-        ast.Expression,
-        ast.Constant,
-        ast.Name,
-        ast.Load,
-        ast.List,
-        ast.Tuple,
-        ast.Dict,
-        ast.Set,
-        ast.BoolOp,
-        ast.And,
-        ast.Or,
-        ast.UnaryOp,
-        ast.Not,
-        ast.USub,
-        ast.UAdd,
-        ast.Compare,
-        ast.BinOp,
-        ast.IfExp,
-        ast.Subscript,
-        ast.Slice,
-        ast.Attribute,
-        ast.Call,
-        *_BINOPS,
-        *_COMPARE,
-    }
-)
-_CONSTANT_TYPES: Final = (str, int, float, bool, type(None))
-
-
-def _depth(tree: ast.AST) -> int:
-    """Nesting depth, computed without recursion so hostile input cannot blow the stack."""
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
-    return deepest
-
-
-def _problem(node: ast.AST) -> str | None:
-    """Why `node` is not allowed in an expression, or None when it is."""
-    if isinstance(node, ast.Name) and node.id.startswith("_"):
-        return f"name {node.id!r} is not allowed (names starting with '_' are private)"
-    if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-        return f"attribute {node.attr!r} is not allowed (names starting with '_' are private)"
-    if isinstance(node, ast.Constant) and not isinstance(node.value, _CONSTANT_TYPES):
-        return f"{type(node.value).__name__} literals are not supported"
-    if isinstance(node, ast.Dict) and None in node.keys:
-        return "'**' unpacking is not allowed"
-    if isinstance(node, ast.Call):
-        return _call_problem(node)
-    if isinstance(node, (ast.BinOp, ast.UnaryOp)) and type(node.op) not in _ALLOWED:
-        return f"{_NODE_NAMES.get(type(node.op), type(node.op).__name__)} is not allowed"
-    if type(node) not in _ALLOWED:
-        name = _NODE_NAMES.get(type(node), type(node).__name__)
-        return f"{name} is not allowed in expressions"
-    return None
-
-
-def _call_problem(node: ast.Call) -> str | None:
-    if node.keywords:
-        return "keyword arguments are not supported"
-    func = node.func
-    if isinstance(func, ast.Name):
-        if func.id not in FUNCTIONS:
-            return (
-                f"function {func.id!r} is not allowed; allowed functions: "
-                f"{', '.join(sorted(FUNCTIONS))}"
-            )
-        return None
-    if isinstance(func, ast.Attribute) and not func.attr.startswith("_"):
-        if func.attr not in STRING_METHODS:
-            return (
-                f"method {func.attr!r} is not allowed; allowed string methods: "
-                f"{', '.join(sorted(STRING_METHODS))}"
-            )
-        return None
-    if isinstance(func, ast.Attribute):
-        return None  # the private attribute itself is reported
-    return "only the allowed functions and string methods can be called"
 
 
 @lru_cache(maxsize=1024)
@@ -353,37 +103,6 @@ def compile_expression(source: str) -> Expression:
             column = expression.column(node.func if isinstance(node, ast.Call) else node)
             raise ExpressionError(_located(source, problem, column), column)
     return expression
-
-
-def _shift(edit: _Edit, indent: int) -> _Edit:
-    return _Edit(edit.new_start, edit.new_end, edit.old_start + indent, edit.old_end + indent)
-
-
-_WARNINGS_LOCK = threading.Lock()  # catch_warnings swaps process-wide filters
-
-
-def _parse(source: str, text: str, edits: tuple[_Edit, ...]) -> ast.Expression:
-    try:
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            # `matches 'ERROR \d+'` is how authors write regexes; an unknown escape stays a
-            # backslash, which is what re wants, so Python's warning would only be noise.
-            warnings.simplefilter("ignore")
-            return ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        column: int | None = None
-        problem = exc.msg
-        if not exc.offset or exc.offset > len(text):  # the parser ran out of input
-            column, problem = len(source.rstrip()) + 1, f"{exc.msg} (the expression ends early)"
-        elif (exc.lineno or 1) == 1:
-            column = _original_position(exc.offset - 1, edits, end=False) + 1
-        raise ExpressionError(_located(source, problem, column), column) from None
-    except (ValueError, RecursionError, MemoryError) as exc:
-        raise ExpressionError(_located(source, str(exc) or "too complex", None)) from None
-
-
-def _located(source: str, problem: str, column: int | None) -> str:
-    where = f", column {column}" if column is not None else ""
-    return f"expression {source!r}{where}: {problem}"
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -472,67 +191,10 @@ class Expression:
         return start + len(self._text[start:].encode()[:col_bytes].decode(errors="replace"))
 
 
-def _is_mapping(value: Any) -> bool:
-    return issubclass(type(value), Mapping)
-
-
-def _admit(value: Any, path: str) -> Any:
-    """Let plain data in; refuse anything else by its exact type, before calling any method.
-
-    `type()` and `issubclass` on the type run none of the object's code, unlike
-    `isinstance`, which may consult a hostile `__class__`.
-    """
-    kind = type(value)
-    if (
-        value is UNKNOWN
-        or kind in (list, tuple, dict, set, frozenset, type(None))
-        or issubclass(kind, (str, int, float, Mapping))
-    ):
-        return value
-    raise EvaluationError(f"{path} is a {kind.__name__} object, which expressions cannot use")
-
-
-def _has_unknown(value: Any, depth: int = 0) -> bool:
-    """Whether `value` is or contains UNKNOWN; also refuses non-plain data nested inside."""
-    kind = type(value)
-    if value is UNKNOWN:
-        return True
-    if kind is type(None) or issubclass(kind, (str, int, float)):
-        return False
-    if depth > MAX_DEPTH:
-        raise EvaluationError(f"value is nested more than {MAX_DEPTH} levels deep")
-    if kind in (list, tuple, set, frozenset):
-        return any(_has_unknown(item, depth + 1) for item in value)
-    if issubclass(kind, Mapping):
-        return any(
-            _has_unknown(k, depth + 1) or _has_unknown(v, depth + 1) for k, v in value.items()
-        )
-    raise EvaluationError(f"a {kind.__name__} object cannot be used in expressions")
-
-
-def _short_repr(value: Any) -> str:
-    try:
-        _has_unknown(value)
-    except EvaluationError:
-        return f"<{type(value).__name__}>"
-    text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
-
-
-def _describe(value: Any) -> str:
-    return "None" if value is None else f"a {type(value).__name__} ({_short_repr(value)})"
-
-
-def _key_list(mapping: Mapping[Any, Any]) -> str:
-    keys = [k if issubclass(type(k), str) else _short_repr(k) for k in mapping]
-    shown = ", ".join(keys[:20]) + (", ..." if len(keys) > 20 else "")
-    return shown or "none"
-
-
 _ERRORS = (TypeError, ValueError, ArithmeticError, LookupError, re.error, RecursionError)
 
 
-class _Evaluation:
+class _Evaluation(_Explainer):
     """One evaluation of an Expression: remembers every node's value to explain failures."""
 
     def __init__(self, expression: Expression, namespace: Mapping[str, Any]) -> None:
@@ -761,100 +423,3 @@ class _Evaluation:
         ast.Set: _set,
         ast.Dict: _dict,
     }
-
-    # --- explanations ------------------------------------------------------------------------
-
-    def explain(self) -> str:
-        """`assert <values> (<sources>)` for the part of the expression that made it false."""
-        text, sources = self._explain(self.expr._tree.body)
-        unique = list(dict.fromkeys(sources))
-        return f"assert {text}" + (f" ({', '.join(unique)})" if unique else "")
-
-    def _explain(self, node: ast.expr) -> tuple[str, list[str]]:
-        if isinstance(node, ast.Compare):
-            return self._explain_compare(node)
-        if isinstance(node, ast.BoolOp):
-            return self._explain_boolop(node)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            text, sources = self._explain(node.operand)
-            nested = isinstance(node.operand, (ast.Compare, ast.BoolOp, ast.BinOp))
-            return (f"not ({text})" if nested else f"not {text}"), sources
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
-            return self._explain_operands(node.left, ["matches"], [node.right])
-        return self._explain_operands(node, [], [])
-
-    def _explain_compare(self, node: ast.Compare) -> tuple[str, list[str]]:
-        link = self.failed_link.get(id(node))
-        if link is None:  # the comparison held (e.g. under `not`): show the whole chain
-            return self._explain_operands(
-                node.left, [_COMPARE[type(op)][0] for op in node.ops], node.comparators
-            )
-        left = node.left if link == 0 else node.comparators[link - 1]
-        return self._explain_operands(
-            left, [_COMPARE[type(node.ops[link])][0]], [node.comparators[link]]
-        )
-
-    def _explain_operands(
-        self, first: ast.expr, symbols: list[str], rest: list[ast.expr]
-    ) -> tuple[str, list[str]]:
-        parts, sources = [self._value_text(first)], []
-        for symbol, operand in zip(symbols, rest, strict=True):
-            parts += [symbol, self._value_text(operand)]
-        for operand in (first, *rest):
-            if not _is_literal(operand):
-                sources.append(self.src(operand))
-        return " ".join(parts), sources
-
-    def _value_text(self, node: ast.expr) -> str:
-        return _short_repr(self.values[id(node)]) if id(node) in self.values else "?"
-
-    def _explain_boolop(self, node: ast.BoolOp) -> tuple[str, list[str]]:
-        evaluated = [n for n in node.values if id(n) in self.values]
-        if isinstance(node.op, ast.And):
-            for operand in evaluated:
-                value = self.values[id(operand)]
-                if value is not UNKNOWN and not value:
-                    return self._explain(operand)
-        texts, sources = [], []
-        for operand in evaluated:
-            text, found = self._explain(operand)
-            texts.append(text)
-            sources += found
-        return " or ".join(texts), sources
-
-
-def _check_repeat(left: Any, right: Any) -> None:
-    """Refuse `'x' * 10**9` (and `[[0] * 10**5] * 10**5`, which `str()` would expand)
-    before it eats the machine's memory."""
-    for sequence, count in ((left, right), (right, left)):
-        if type(count) is int and _size(sequence) * count > MAX_SEQUENCE_LENGTH:
-            raise EvaluationError(f"result would be longer than {MAX_SEQUENCE_LENGTH} items")
-
-
-def _size(value: Any) -> int:
-    """Items in `value`, nested ones included; stops counting past the limit."""
-    if issubclass(type(value), str):
-        return len(value)
-    if type(value) not in (list, tuple):
-        return 0
-    total = len(value)
-    for item in value:
-        if total > MAX_SEQUENCE_LENGTH:
-            break
-        total += _size(item)
-    return total
-
-
-def _is_literal(node: ast.expr) -> bool:
-    """Whether `node` is written-out data (`200`, `-1`, `[200, 204]`), whose source adds nothing."""
-    if isinstance(node, ast.Constant):
-        return True
-    if isinstance(node, ast.UnaryOp):
-        return isinstance(node.operand, ast.Constant)
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return all(_is_literal(item) for item in node.elts)
-    if isinstance(node, ast.Dict):
-        return all(k is not None and _is_literal(k) for k in node.keys) and all(
-            _is_literal(v) for v in node.values
-        )
-    return False
