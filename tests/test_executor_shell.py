@@ -54,6 +54,16 @@ def wait_for_file(path: Path, timeout: float = 5.0) -> str:
     raise AssertionError(f"{path} was never written")
 
 
+def gone_soon(pid: int, within: float = 2.0) -> bool:
+    """SIGKILL is delivered asynchronously: on a busy machine give the kernel a moment."""
+    until = time.monotonic() + within
+    while alive(pid):
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @pytest.fixture
 def leftover_pids() -> Iterator[list[int]]:
     """Pids a test deliberately leaves running; killed afterwards whatever happens."""
@@ -217,8 +227,8 @@ def test_timeout_kills_the_whole_process_group(shell: ExecutorSpec, tmp_path: Pa
     assert result.fields["stdout"] == "started\n"  # what arrived before the kill is kept
     assert took < 2.0  # SIGTERM was enough; no need to wait out the SIGKILL grace
     grandchild = int(wait_for_file(pidfile))
-    assert not alive(grandchild)
-    assert not alive(result.fields["pid"])
+    assert gone_soon(grandchild)
+    assert gone_soon(result.fields["pid"])
 
 
 @pytest.mark.slow
@@ -231,7 +241,7 @@ def test_a_group_ignoring_sigterm_is_killed(shell: ExecutorSpec, tmp_path: Path)
     assert result.timed_out
     assert result.fields["exit_code"] == -9
     assert 2.0 <= took < 6.0  # SIGTERM grace, then SIGKILL
-    assert not alive(int(wait_for_file(pidfile)))
+    assert gone_soon(int(wait_for_file(pidfile)))
 
 
 @pytest.mark.slow
@@ -249,7 +259,7 @@ def test_cancel_stops_a_running_command_and_its_children(
     assert not result.ok and not result.timed_out
     assert result.error == "cancelled"
     assert 0.3 <= took < 2.0
-    assert not alive(int(wait_for_file(pidfile)))
+    assert gone_soon(int(wait_for_file(pidfile)))
 
 
 def test_cancel_set_before_start_runs_nothing(shell: ExecutorSpec, tmp_path: Path) -> None:
