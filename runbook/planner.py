@@ -148,7 +148,22 @@ def build_plan(
     targets = {
         name: {"transport": t.transport, **dict(t.options)} for name, t in runbook.targets.items()
     }
+    secrets = [str(params[k]) for k in runbook.secret_params if params.get(k) not in (None, "")]
+    if secrets:  # a plan is printed and saved: it must never hold a secret, even rendered
+        entries = _masked(entries, secrets)
     return Plan(runbook.name, runbook.sha256, dict(masked_params), targets, entries)
+
+
+def _masked(entries: tuple[PlanEntry, ...], secrets: list[str]) -> tuple[PlanEntry, ...]:
+    from runbook.secrets import Masker
+
+    masker = Masker(secrets)
+    masked = []
+    for entry in entries:
+        fields = masker.mask_value(asdict(entry))
+        fields["verify"] = tuple(fields["verify"])
+        masked.append(PlanEntry(**fields))
+    return tuple(masked)
 
 
 def plan_entry(

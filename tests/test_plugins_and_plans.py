@@ -162,3 +162,30 @@ steps:
     a = json.loads(run_cli("plan", str(rb), "--format", "json").out)["digest"]
     b = json.loads(run_cli("plan", str(rb), "--format", "json").out)["digest"]
     assert a == b
+
+
+def test_plans_never_show_or_save_a_secret(run_cli, write_runbook, tmp_path):
+    secret = "hunter2-Secret"
+    rb = write_runbook(
+        HEAD
+        + """
+params:
+  token: {type: string, secret: true, required: true}
+steps:
+  - id: call
+    phase: detect
+    check:
+      http:
+        url: "http://127.0.0.1:9/api?token={{ params.token }}"
+        headers: {Authorization: "Bearer {{ params.token }}"}
+"""
+    )
+    env = {"RUNBOOK_PARAM_TOKEN": secret}
+    plan_file = tmp_path / "plan.json"
+    shown = run_cli("plan", str(rb), "-o", str(plan_file), env=env)
+    assert shown.code == 0
+    as_json = run_cli("plan", str(rb), "--format", "json", env=env)
+    for text in (shown.out, as_json.out, plan_file.read_text()):
+        assert secret not in text
+        assert "token=***" in text
+    assert run_cli("run", str(rb), "--plan", str(plan_file), "--dry-run", env=env).code == 0
