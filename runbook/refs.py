@@ -43,7 +43,3 @@ def template_refs(text: str) -> list[Reference]:
     for m in _TEMPLATE_BLOCK.finditer(text):
         found.extend(expression_refs(m.group(1) or m.group(2) or ""))
     return found
-
-
-def has_template(text: str) -> bool:
-    return "{{" in text or "{%" in text
