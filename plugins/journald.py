@@ -11,7 +11,6 @@ which is also how the tests read real journals made by systemd-journal-remote.
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,13 +18,9 @@ from typing import Any
 from runbook import hookimpl
 from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
 
+from ._command import ONE_OR_MORE_STRINGS, planned_command
+
 PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-_strings = {
-    "oneOf": [
-        {"type": "string", "minLength": 1},
-        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
-    ]
-}
 SCHEMA: Mapping[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "journald",
@@ -33,7 +28,7 @@ SCHEMA: Mapping[str, Any] = {
     "priority and pattern; here or on a target's hosts.",
     "type": "object",
     "properties": {
-        "unit": {**_strings, "description": "Unit(s) whose entries to read (-u)."},
+        "unit": {**ONE_OR_MORE_STRINGS, "description": "Unit(s) whose entries to read (-u)."},
         "since": {
             "type": "string",
             "description": "Start time, journalctl syntax: '-30min', '2024-05-01 10:00', 'today'.",
@@ -51,7 +46,7 @@ SCHEMA: Mapping[str, Any] = {
         },
         "lines": {"type": ["integer", "string"], "description": "Only the last N entries."},
         "file": {
-            **_strings,
+            **ONE_OR_MORE_STRINGS,
             "description": "Read these journal files instead of the system journal (--file).",
         },
         "directory": {
@@ -97,12 +92,7 @@ def journal_argv(config: Mapping[str, Any]) -> list[str]:
 
 
 def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
-    argv = journal_argv(config)
-    detail: dict[str, Any] = {"argv": argv}
-    if "target" in config:
-        detail["target"] = config["target"]
-    where = f" (on {config['target']})" if "target" in config else ""
-    return PlannedCall(summary=f"$ {shlex.join(argv)}{where}", detail=detail)
+    return planned_command(journal_argv(config), config)
 
 
 def _text(value: Any) -> str:

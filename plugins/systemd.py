@@ -11,12 +11,13 @@ plan is the exact argv, `sudo -n` included, which never waits for a password.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from runbook import hookimpl
 from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+
+from ._command import ONE_OR_MORE_STRINGS, planned_command
 
 READ_OPS = ("status", "is_active", "is_enabled")
 WRITE_OPS = ("start", "stop", "restart", "reload")
@@ -24,12 +25,6 @@ OPS = READ_OPS + WRITE_OPS
 PROPERTIES = "Id,LoadState,ActiveState,SubState,MainPID,ActiveEnterTimestamp,UnitFileState"
 UNIT_NAME = re.compile(r"^[A-Za-z0-9@_][A-Za-z0-9@:._\\-]*$")
 
-_units = {
-    "oneOf": [
-        {"type": "string", "minLength": 1},
-        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
-    ],
-}
 SCHEMA: Mapping[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "systemd",
@@ -37,7 +32,10 @@ SCHEMA: Mapping[str, Any] = {
     "`{status: [fastapi, nginx]}`, here or on a target's hosts.",
     "type": "object",
     "properties": {
-        **{op: {**_units, "description": f"Unit(s) to {op.replace('_', '-')}."} for op in OPS},
+        **{
+            op: {**ONE_OR_MORE_STRINGS, "description": f"Unit(s) to {op.replace('_', '-')}."}
+            for op in OPS
+        },
         "target": {"type": "string", "minLength": 1, "description": "Target to run on."},
         "sudo": {
             "type": "boolean",
@@ -98,12 +96,7 @@ def read_only(config: Mapping[str, Any]) -> bool:
 
 
 def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
-    argv = op_argv(config)
-    detail: dict[str, Any] = {"argv": argv, "then": show_argv(config)}
-    if "target" in config:
-        detail["target"] = config["target"]
-    where = f" (on {config['target']})" if "target" in config else ""
-    return PlannedCall(summary=f"$ {shlex.join(argv)}{where}", detail=detail)
+    return planned_command(op_argv(config), config, then=show_argv(config))
 
 
 def parse_show(text: str) -> list[dict[str, Any]]:
