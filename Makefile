@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check runbook plugins tests bench
+	$(VENV)/bin/ruff check runbook plugins demo tests bench
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

@@ -11,10 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from runbook.app import executor_specs, load_registry
-from runbook.loader import load_runbook
-from runbook.params import resolve_params
-from runbook.planner import build_plan
+from runbook.load.loader import load_runbook
+from runbook.load.params import resolve_params
+from runbook.plan.planner import build_plan
+from runbook.session import executor_specs, load_registry
 
 STEPS = 200
 

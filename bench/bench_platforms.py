@@ -36,7 +36,7 @@ def plan_imports() -> dict[str, bool]:
     """Which SDKs a `runbook plan` of the platform runbooks imports (all must be False)."""
     code = (
         "import sys, runpy\n"
-        "from runbook.cli import main\n"
+        "from runbook.cli.main import main\n"
         "for rb in ('rollback', 'database-connection-failure', 'performance-degradation'):\n"
         "    try:\n"
         "        main(['plan', 'runbooks/' + rb + '.yaml', '-p', 'health_url=http://h/x',"

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from runbook.journal import JournalWriter
-from runbook.secrets import Masker
+from runbook.log.journal import JournalWriter
+from runbook.run.secrets import Masker
 
 RECORDS = 100_000
 PHASES = ("detect", "triage", "mitigate", "resolve", "post-incident")

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from runbook.journal import JournalWriter, verify_log
-from runbook.secrets import Masker
+from runbook.log.journal import JournalWriter, verify_log
+from runbook.run.secrets import Masker
 
 BATCH = 1000
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from runbook import hookimpl
-from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
 
 if TYPE_CHECKING:
     import httpx
@@ -175,7 +175,7 @@ def effective_timeout(configured: float, step_timeout: float | None) -> float:
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Send the request once and describe the response (or why there is none)."""
-    from ._process import transport_problem
+    from .process import transport_problem
 
     call = _call(config)
     problem = transport_problem("http", config.get("target"), ctx.target)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runbook import hookimpl
-from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
 
-from ._command import ONE_OR_MORE_STRINGS, planned_command
+from .unit_commands import ONE_OR_MORE_STRINGS, planned_command
 
 PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 SCHEMA: Mapping[str, Any] = {
@@ -149,7 +149,7 @@ def summarise(stdout: str) -> dict[str, Any]:
 
 
 def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> StepResult:
-    from runbook.transport import run_command
+    from runbook.run.connections import run_command
 
     call = plan(config, PlanContext(ctx.step_id, ctx.target)).detail
     result = run_command(conn, journal_argv(config), ctx, call=call, program_required=True)
@@ -168,7 +168,7 @@ def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> Step
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Read the entries on every host of the target."""
-    from runbook.transport import on_target
+    from runbook.run.connections import on_target
 
     return on_target(ctx, config.get("target"), lambda conn, host: _host_result(config, ctx, conn))
 

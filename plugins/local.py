@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runbook import hookimpl
-from runbook.inventory import Host
-from runbook.transport import CommandOutcome, Connection, TransportSpec
+from runbook.run.connections import CommandOutcome, Connection, TransportSpec
+from runbook.run.inventory import Host
 
 
 class LocalConnection:
@@ -36,7 +36,7 @@ class LocalConnection:
         max_output: int = 1024 * 1024,
     ) -> CommandOutcome:
         """Raises OSError when the program cannot be started (not found, not executable)."""
-        from ._process import run_process
+        from .process import run_process
 
         outcome = run_process(
             argv,

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runbook import hookimpl
+from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
 from runbook.errors import OperatorDeclined
-from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
 
 SCHEMA: Mapping[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runbook import hookimpl
-from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
 
 DEFAULT_TIMEOUT = 5.0
 

@@ -9,7 +9,7 @@ watches a run's steps and sends, at most once each per run:
 - Resolved: the first resolve-phase check that passes, if no resolve step failed.
 
 Each message states severity, impact, status and when the next update is due
-(the severity's update cadence from `runbook.sla`, seed 003: P0 every 15m).
+(the severity's update cadence from `runbook.report.sla`, seed 003: P0 every 15m).
 Configure with `RUNBOOK_NOTIFY_WEBHOOK` (a Slack-compatible incoming webhook;
 its URL is a credential, never printed: errors name only scheme and host)
 and/or `RUNBOOK_NOTIFY_STDOUT=1` (one JSON line per message on stdout, safe
@@ -37,7 +37,7 @@ _FAILING = ("failed", "error", "timeout")
 
 
 def _next_update(severity: str, now: datetime) -> str:
-    from runbook import sla
+    from runbook.report import sla
 
     target = sla.DEFAULT_TARGETS.get(severity)
     with contextlib.suppress(Exception):  # a broken SLA file must not silence the alert

@@ -13,7 +13,7 @@ from runbook import ReportFormat, hookimpl
 
 @hookimpl
 def runbook_report_formats() -> list[ReportFormat]:
-    """postmortem, json, junit and html (see `runbook.reports`)."""
-    from runbook.reports import builtin_formats
+    """postmortem, json, junit and html (see `runbook.report`)."""
+    from runbook.report import builtin_formats
 
     return builtin_formats()

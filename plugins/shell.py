@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runbook import hookimpl
-from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
 
 SHELL = ("/bin/sh", "-c")
 DEFAULT_MAX_OUTPUT = 1024 * 1024
@@ -113,7 +113,7 @@ def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     The same argv runs through whichever transport the target uses; over SSH
     it is shlex-joined, so every item stays exactly one remote argument.
     """
-    from runbook.transport import on_target, run_command
+    from runbook.run.connections import on_target, run_command
 
     call = _call(config)
     if ctx.cancel.is_set():

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbook import hookimpl
-from runbook.inventory import Host
-from runbook.transport import CommandOutcome, Connection, TransportError, TransportSpec
+from runbook.run.connections import CommandOutcome, Connection, TransportError, TransportSpec
+from runbook.run.inventory import Host
 
 POLL = 0.05
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -145,7 +145,7 @@ def _jump_socket(s: Settings, options: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def _open_client(host: Host, options: Mapping[str, Any]) -> Any:
-    from runbook.plugins import import_optional
+    from runbook.registry import import_optional
 
     paramiko = import_optional("paramiko", "ssh")
     s = settings(host, options)
@@ -230,7 +230,7 @@ class SshConnection:
         cwd: str | None = None,
         max_output: int = 1024 * 1024,
     ) -> CommandOutcome:
-        from ._process import BoundedBuffer
+        from .process import BoundedBuffer
 
         started = time.monotonic()
         try:

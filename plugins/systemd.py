@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from runbook import hookimpl
-from runbook.executor import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
 
-from ._command import ONE_OR_MORE_STRINGS, planned_command
+from .unit_commands import ONE_OR_MORE_STRINGS, planned_command
 
 READ_OPS = ("status", "is_active", "is_enabled")
 WRITE_OPS = ("start", "stop", "restart", "reload")
@@ -128,7 +128,7 @@ def _unit_fields(props: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> StepResult:
-    from runbook.transport import run_command
+    from runbook.run.connections import run_command
 
     call = plan(config, ctx_plan(ctx)).detail
     op_result = run_command(conn, op_argv(config), ctx, call=call, program_required=True)
@@ -166,7 +166,7 @@ def ctx_plan(ctx: ExecContext) -> PlanContext:
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Run the operation (and the `show` after it) on every host of the target."""
-    from runbook.transport import on_target
+    from runbook.run.connections import on_target
 
     bad = [u for u in _operation(config)[1] if not UNIT_NAME.match(u)]
     if bad:  # a rendered value must never become an option or a second unit list

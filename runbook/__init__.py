@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from runbook.executor import (
+    from runbook.contract import (
         ExecContext,
         ExecutorSpec,
         PlanContext,
@@ -37,13 +37,13 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "hookimpl": "runbook.hookspecs",
-    "ExecContext": "runbook.executor",
-    "ExecutorSpec": "runbook.executor",
-    "PlanContext": "runbook.executor",
-    "PlannedCall": "runbook.executor",
-    "ReportFormat": "runbook.executor",
-    "StepEvent": "runbook.executor",
-    "StepResult": "runbook.executor",
+    "ExecContext": "runbook.contract",
+    "ExecutorSpec": "runbook.contract",
+    "PlanContext": "runbook.contract",
+    "PlannedCall": "runbook.contract",
+    "ReportFormat": "runbook.contract",
+    "StepEvent": "runbook.contract",
+    "StepResult": "runbook.contract",
 }
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pluggy
 
-from runbook.executor import ExecutorSpec, ReportFormat, StepEvent
-from runbook.transport import TransportSpec
+from runbook.contract import ExecutorSpec, ReportFormat, StepEvent
+from runbook.run.connections import TransportSpec
 
 hookspec = pluggy.HookspecMarker("runbook")
 hookimpl = pluggy.HookimplMarker("runbook")
@@ -36,7 +36,7 @@ def runbook_transports() -> list[TransportSpec]:  # type: ignore[empty-body]
     Called once, when the first step that runs commands needs a connection.
     A target's `transport:` names one (`local`, `ssh`, ...). `connect()` opens
     one connection per host, reused by every step of a run and closed when the
-    run ends; it raises `runbook.transport.TransportError` for a host that
+    run ends; it raises `runbook.run.connections.TransportError` for a host that
     cannot be reached or trusted, which fails only that host. Two plugins
     returning the same name is an error naming both. Import client libraries
     inside `connect()`, never at module import.

@@ -1,5 +1,7 @@
 """Shared fixtures: run the real `runbook` CLI in a subprocess, write runbooks.
 
+Helpers and types live in `tests/support/`; tests import them from there, never from here.
+
 Tests drive the product the way a user does — a real process, real files,
 real exit codes — so nothing of our own is patched.
 """
@@ -11,29 +13,13 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from support.cli import CliResult, RunCli
 
 # Session fixtures for the platform executors (Kubernetes double, moto_server, PostgreSQL).
-pytest_plugins = ["platform_fixtures"]
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-RunCli = Callable[..., CliResult]
+pytest_plugins = ["support.platform_fixtures"]
 
 
 @pytest.fixture

@@ -1,0 +1,184 @@
+"""Reaching a cluster: kubeconfig/context/namespace resolution and readable API errors.
+
+A `Cluster` is created once per (kubeconfig, context) per run and kept in
+`ctx.resources`, so ten steps make one TLS handshake, not ten. Every failure a
+responder can meet at 3 a.m. is turned into one line that says what to fix:
+a missing kubeconfig or context (with the contexts that do exist), an RBAC
+denial (verb and resource), a missing object, an unreachable API server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runbook.contract import ExecContext
+
+from ..operations import one_line
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+
+class ClusterError(Exception):
+    """The cluster cannot be reached or configured; the message says what to fix."""
+
+
+@dataclass
+class Cluster:
+    """An API client bound to a namespace, with the per-request timeout to use."""
+
+    api: Any  # kubernetes.client.ApiClient
+    namespace: str
+    timeout: float
+    where: str
+
+    def close(self) -> None:
+        self.api.close()
+
+    def apps(self) -> Any:
+        from kubernetes import client
+
+        return client.AppsV1Api(self.api)
+
+    def core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    def custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api)
+
+
+def _setting(config: Mapping[str, Any], ctx: ExecContext, key: str) -> str | None:
+    options = dict(getattr(ctx.target, "options", {}) or {})
+    value = config.get(key) or options.get(key)
+    return str(value) if value else None
+
+
+def kubeconfig_path(explicit: str | None) -> Path | None:
+    """The kubeconfig to read, or None when in-cluster config should be used."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ClusterError(f"kubeconfig not found: {path}")
+        return path
+    for candidate in filter(None, os.environ.get("KUBECONFIG", "").split(os.pathsep)):
+        if Path(candidate).expanduser().is_file():
+            return Path(candidate).expanduser()
+    default = Path("~/.kube/config").expanduser()
+    if default.is_file():
+        return default
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return None
+    raise ClusterError(
+        "no kubeconfig: set `kubeconfig` on the step or target, or KUBECONFIG, "
+        "or create ~/.kube/config (in-cluster config is not available here either)"
+    )
+
+
+def connect(config: Mapping[str, Any], ctx: ExecContext) -> Cluster:
+    """The cluster for this step, reusing the run's client for the same kubeconfig/context."""
+    from runbook.registry import import_optional
+
+    import_optional("kubernetes", "k8s")
+    path = kubeconfig_path(_setting(config, ctx, "kubeconfig"))
+    context = _setting(config, ctx, "context")
+    key = f"kubernetes:{path}:{context}"
+    cached = ctx.resources.get(key)
+    if cached is None:
+        cached = _load(path, context)
+        ctx.resources[key] = cached
+    timeout = float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT))
+    if ctx.timeout is not None:
+        timeout = max(0.5, min(timeout, ctx.timeout))
+    namespace = _setting(config, ctx, "namespace") or cached.namespace
+    return Cluster(cached.api, namespace, timeout, cached.where)
+
+
+def _load(path: Path | None, context: str | None) -> Cluster:
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    try:
+        if path is None:
+            config.load_incluster_config(client_configuration=configuration)
+            namespace = _incluster_namespace()
+        else:
+            namespace = _check_context(path, context)
+            config.load_kube_config(str(path), context=context, client_configuration=configuration)
+    except config.ConfigException as exc:
+        raise ClusterError(f"cannot load Kubernetes config: {one_line(str(exc))}") from None
+    configuration.retries = 0  # an unreachable API server must fail fast, not in 3 rounds
+    where = f"{configuration.host} (context {context or 'current'})"
+    return Cluster(client.ApiClient(configuration), namespace, DEFAULT_REQUEST_TIMEOUT, where)
+
+
+def _check_context(path: Path, context: str | None) -> str:
+    """Fail with the available contexts listed; return the context's namespace."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ClusterError(f"cannot read kubeconfig {path}: {one_line(str(exc))}") from None
+    contexts = {c.get("name"): c.get("context") or {} for c in doc.get("contexts") or []}
+    wanted = context or doc.get("current-context")
+    if not wanted:
+        raise ClusterError(f"kubeconfig {path} has no current-context; set `context`")
+    if wanted not in contexts:
+        known = ", ".join(sorted(str(c) for c in contexts)) or "none"
+        raise ClusterError(
+            f"context '{wanted}' not found in kubeconfig {path} (available: {known})"
+        )
+    return str(contexts[wanted].get("namespace") or "default")
+
+
+def _incluster_namespace() -> str:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.is_file() else "default"
+
+
+def describe_api_error(exc: Exception, detail: Mapping[str, Any]) -> str | None:
+    """One line for a client/API failure, or None when `exc` is not one (a bug: re-raised)."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    what = f"{detail['verb']} {detail['path']}"
+    if isinstance(exc, ApiException):
+        return _api_exception(exc, detail, what)
+    if isinstance(exc, urllib3.exceptions.MaxRetryError | urllib3.exceptions.HTTPError):
+        reason = getattr(exc, "reason", None) or exc
+        text = one_line(str(reason))
+        if "refused" in text.lower():
+            text = "connection refused"
+        return f"Kubernetes API server unreachable ({what}): {text}"
+    if isinstance(exc, OSError):
+        return f"Kubernetes API server unreachable ({what}): {one_line(str(exc))}"
+    return None
+
+
+def _api_exception(exc: Any, detail: Mapping[str, Any], what: str) -> str:
+    message = ""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message", ""))
+    except (ValueError, AttributeError):
+        message = one_line(str(exc.body or ""))[:200]
+    verb = {"GET": "get", "PATCH": "patch", "POST": "create"}.get(detail["verb"], detail["verb"])
+    if exc.status == 403:
+        return f"forbidden by RBAC: cannot {verb} {detail['path']} ({message})"
+    if exc.status == 401:
+        return f"unauthorized: the cluster rejected the credentials for {what}"
+    if exc.status == 404:
+        args = detail.get("args", {})
+        name = args.get("deployment") or args.get("pod") or args.get("name")
+        kind = "deployment" if args.get("deployment") else "object"
+        if name:
+            return f"{kind} '{name}' not found in namespace '{detail['namespace']}' ({message})"
+        return f"not found: {what} ({message})"
+    return f"Kubernetes API error {exc.status} {exc.reason} on {what}: {message}"

@@ -1,0 +1,273 @@
+"""The `postgres` executor: the seeds' `psql`/`pg_isready` procedures as typed steps.
+
+Read-only checks (`ready`, `connections`, `activity`, `replication`, `query`)
+run inside a READ ONLY transaction, so even a mistyped `query` cannot change
+data; writes are possible only through the `execute` action, which the runner
+puts behind a confirmation. Connection settings come from the step, then from
+the target (`transport: postgres`), then libpq's own environment (PGHOST...).
+The password is a secret param: it is never part of a plan, a result or an
+error message (SDK messages are scrubbed of it). psycopg is imported inside
+`run()` so loading the plugin costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from runbook import hookimpl
+from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+
+from ..operations import one_line, op_schema, operation, prop, scrub
+from .checks import CHECKS, run_check
+
+DEFAULT_CONNECT_TIMEOUT = 5
+CONNECTION_KEYS = ("dsn", "host", "port", "user", "dbname", "sslmode")
+
+_SQL = {
+    "sql": prop("string", "The SQL statement; use %(name)s placeholders with `params`."),
+    "params": {
+        "description": "Values bound to %(name)s placeholders (never pasted into the SQL).",
+        "type": "object",
+    },
+}
+OPERATIONS: Mapping[str, Mapping[str, Any]] = {
+    "ready": {"description": "pg_isready equivalent: is the server accepting connections?"},
+    "connections": {"description": "Connections in use vs max_connections, and the percent."},
+    "activity": {
+        "description": "pg_stat_activity: counts by state, longest running query, lock waits.",
+        "properties": {"min_duration": prop("number", "Ignore queries younger than this (s).")},
+    },
+    "replication": {"description": "pg_stat_replication: state and lag per replica."},
+    "query": {
+        "description": "Run a query in a READ ONLY transaction; rows come back as dicts.",
+        "properties": {**_SQL, "max_rows": prop("integer", "Rows kept (default 1000).")},
+        "required": ["sql"],
+    },
+    "execute": {
+        "description": "Run a mutating statement (an action, confirmation-gated), committed.",
+        "properties": _SQL,
+        "required": ["sql"],
+    },
+}
+COMMON: Mapping[str, Any] = {
+    "target": prop("string", "Target (transport: postgres) holding connection settings."),
+    "dsn": prop("string", "libpq connection string or URI; other keys override its parts."),
+    "host": prop("string", "Server host name, IP address or socket directory."),
+    "port": prop("integer", "Server port (default 5432)."),
+    "user": prop("string", "Role to connect as."),
+    "dbname": prop("string", "Database name."),
+    "password": prop("string", "Password; pass a `secret: true` param, it is never printed."),
+    "sslmode": prop("string", "libpq sslmode (disable, require, verify-full, ...)."),
+    "connect_timeout": prop("number", "Seconds allowed to connect (default 5).", minimum=1),
+}
+SCHEMA = op_schema(
+    "postgres",
+    "Check or change a PostgreSQL server: readiness, connections, activity, replication, "
+    "read-only queries, and (as an action) statements that write.",
+    OPERATIONS,
+    COMMON,
+)
+RESULT_FIELDS: Mapping[str, str] = {
+    "ready / status / exit_code": "ready: accepting connections; status accepting|rejecting|"
+    "no_response; exit_code as pg_isready's (0, 1, 2)",
+    "used / max_connections / percent": "connections: in use, allowed, used percent",
+    "by_state / total / longest / waiting_locks": "activity: counts per state, the longest "
+    "running query {pid, seconds, state, query}, sessions waiting on a lock",
+    "replicas / count / max_lag_bytes / max_lag_seconds / in_recovery": "replication: one "
+    "entry per standby {name, client, state, sync_state, lag_bytes, lag_seconds}",
+    "rows / row_count / columns": "query: rows as dicts (bounded by max_rows)",
+    "status_message / row_count": "execute: the command tag (e.g. 'UPDATE 3') and rowcount",
+}
+
+
+def connection_settings(config: Mapping[str, Any], ctx_target: Any) -> dict[str, Any]:
+    """Step keys override the target's options; missing keys fall back to libpq's env."""
+    options = dict(getattr(ctx_target, "options", {}) or {})
+    settings = {k: options[k] for k in (*CONNECTION_KEYS, "password") if k in options}
+    settings.update({k: config[k] for k in (*CONNECTION_KEYS, "password") if k in config})
+    return settings
+
+
+def _where(settings: Mapping[str, Any]) -> str:
+    """`user@host:port/db` for plans and messages; never the password."""
+    if "dsn" in settings and not any(k in settings for k in ("host", "port")):
+        from urllib.parse import urlsplit
+
+        dsn = str(settings["dsn"])
+        if "://" in dsn:
+            parts = urlsplit(dsn)
+            return f"{parts.username or ''}@{parts.hostname or ''}:{parts.port or 5432}{parts.path}"
+        return "dsn(" + " ".join(p for p in dsn.split() if not p.startswith("password")) + ")"
+    user = settings.get("user", "")
+    host = settings.get("host", "$PGHOST")
+    return f"{user}@{host}:{settings.get('port', 5432)}/{settings.get('dbname', '')}"
+
+
+def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
+    """`postgres user@host:5432/db: replication` (plus the SQL for query/execute); no I/O."""
+    name, args = operation(config, OPERATIONS)
+    settings = connection_settings(config, ctx.target)
+    detail: dict[str, Any] = {"operation": name, "server": _where(settings), **args}
+    detail["read_only"] = name != "execute"
+    if settings.get("password"):
+        detail["password"] = "***"
+    shown = f": {one_line(args['sql'])}" if "sql" in args else ""
+    txn = " (read-only transaction)" if name == "query" else ""
+    return PlannedCall(f"postgres {detail['server']} {name}{shown}{txn}", detail)
+
+
+def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
+    """Connect, do the one operation, close; every failure is one line without the password."""
+    from runbook.registry import import_optional
+
+    name, args = operation(config, OPERATIONS)
+    settings = connection_settings(config, ctx.target)
+    call = dict(plan(config, _plan_ctx(ctx)).detail)
+    psycopg = import_optional("psycopg", "pg")
+    start = time.monotonic()
+    timeout = float(config.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    if ctx.timeout is not None:
+        timeout = max(1.0, min(timeout, ctx.timeout))
+    try:
+        if name == "ready":
+            fields = _ready(psycopg, settings, timeout)
+        else:
+            fields = _with_connection(psycopg, settings, timeout, name, args, ctx)
+    except psycopg.Error as exc:
+        reason = scrub(one_line(str(exc)), settings.get("password"))
+        where = _where(settings)
+        return StepResult.failure(
+            f"postgres {name} on {where} failed: {reason}",
+            elapsed=time.monotonic() - start,
+            call=call,
+        )
+    elapsed = time.monotonic() - start
+    return StepResult(
+        ok=True, fields=fields, output=_text(name, fields), elapsed=elapsed, call=call
+    )
+
+
+def _plan_ctx(ctx: ExecContext) -> PlanContext:
+    return PlanContext(ctx.step_id, ctx.target)
+
+
+def _connect(psycopg: Any, settings: Mapping[str, Any], timeout: float) -> Any:
+    kwargs = {k: v for k, v in settings.items() if k != "dsn"}
+    return psycopg.connect(
+        str(settings.get("dsn", "")),
+        connect_timeout=max(1, int(timeout)),
+        application_name="runbook",
+        **kwargs,
+    )
+
+
+def _with_connection(
+    psycopg: Any,
+    settings: Mapping[str, Any],
+    timeout: float,
+    name: str,
+    args: Mapping[str, Any],
+    ctx: ExecContext,
+) -> dict[str, Any]:
+    from psycopg.rows import dict_row
+
+    with _connect(psycopg, settings, timeout) as conn:
+        conn.row_factory = dict_row
+        conn.read_only = name != "execute"
+        ms = int((ctx.timeout or 300) * 1000)
+        conn.execute(f"SET statement_timeout = {ms}")
+        if name in CHECKS:
+            return run_check(conn, name, args)
+        if name == "query":
+            return {**_query(conn, args), "healthy": True}
+        return {**_execute(conn, args), "healthy": True}
+
+
+def _query(conn: Any, args: Mapping[str, Any]) -> dict[str, Any]:
+    max_rows = int(args.get("max_rows", 1000))
+    cur = conn.execute(args["sql"], args.get("params") or None)
+    rows = [dict(r) for r in cur.fetchmany(max_rows)] if cur.description else []
+    columns = [c.name for c in cur.description or []]
+    return {
+        "rows": [_plain_row(r) for r in rows],
+        "row_count": len(rows),
+        "columns": columns,
+        "truncated": cur.description is not None and cur.fetchone() is not None,
+    }
+
+
+def _execute(conn: Any, args: Mapping[str, Any]) -> dict[str, Any]:
+    cur = conn.execute(args["sql"], args.get("params") or None)
+    return {"status_message": cur.statusmessage, "row_count": cur.rowcount}
+
+
+def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-safe values so the row goes into the log and into `expect` as is."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        ok = isinstance(value, str | int | float | bool | type(None) | list | dict)
+        out[key] = value if ok else str(value)
+    return out
+
+
+def _ready(psycopg: Any, settings: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """pg_isready's verdict: a server that rejects our password is still *accepting*.
+
+    libpq's PQping counts any answer that is not "starting up/shutting down" as
+    OK; we do the same so `ready` tells "is Postgres up" apart from "may I log in".
+    """
+    start = time.monotonic()
+    try:
+        with _connect(psycopg, settings, timeout):
+            status, note = "accepting", ""
+    except psycopg.OperationalError as exc:
+        note = scrub(one_line(str(exc)), settings.get("password"))
+        status = _ping_status(note)
+    codes = {"accepting": 0, "rejecting": 1, "no_response": 2}
+    return {
+        "healthy": status == "accepting",
+        "ready": status == "accepting",
+        "status": status,
+        "exit_code": codes[status],
+        "latency": time.monotonic() - start,
+        "message": note,
+        "server": _where(settings),
+    }
+
+
+def _ping_status(message: str) -> str:
+    lowered = message.lower()
+    if any(s in lowered for s in ("starting up", "shutting down", "recovery mode")):
+        return "rejecting"
+    answered = ("authentication failed", "does not exist", "no pg_hba.conf", "too many clients")
+    if any(s in lowered for s in answered):
+        return "accepting"
+    return "no_response"
+
+
+def _text(name: str, fields: Mapping[str, Any]) -> str:
+    from .checks import describe
+
+    return describe(name, fields)
+
+
+SPEC = ExecutorSpec(
+    name="postgres",
+    schema=SCHEMA,
+    plan=plan,
+    run=run,
+    read_only=False,
+    read_only_when=lambda config: "execute" not in config,
+    default_expect=("healthy",),
+    description="PostgreSQL checks (ready, connections, activity, replication, read-only "
+    "query) and an `execute` action for statements that write; psycopg, extra 'pg'.",
+    result_fields={**RESULT_FIELDS, "healthy": "the operation's own verdict (see docs)"},
+)
+
+
+@hookimpl
+def runbook_executors() -> list[ExecutorSpec]:
+    """The postgres executor."""
+    return [SPEC]

@@ -1,0 +1,319 @@
+"""The implementation of each CLI verb; imported only when a verb runs.
+
+Each `cmd_*` takes the parsed argparse namespace and returns an exit code;
+errors are raised as `RunbookError`s and printed by `cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from runbook import session
+from runbook.errors import ExitCode, InvalidInput, InvalidRunbook
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+# -- validate / schema / plugins -------------------------------------------------------
+def _expand(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files.extend(sorted(x for x in p.iterdir() if x.suffix in (".yaml", ".yml")))
+        else:
+            files.append(p)
+    return files
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from runbook.load.loader import load_runbook
+
+    registry = session.load_registry()
+    specs = session.executor_specs(registry)
+    bad = 0
+    for path in _expand(args.paths):
+        if not path.is_file():
+            print(f"{path}: no such file", file=sys.stderr)
+            bad += 1
+            continue
+        try:
+            rb = load_runbook(path, specs, registry.unknown_executor_message)
+        except InvalidRunbook as exc:
+            for line in exc.errors:
+                print(line, file=sys.stderr)
+            bad += 1
+            continue
+        warnings = _lint(rb, specs) if args.strict else []
+        for warning in warnings:
+            print(warning.render(str(path)), file=sys.stderr)
+        if warnings:
+            bad += 1
+            continue
+        _out(f"ok  {path}  ({rb.name}: {len(rb.steps)} steps)")
+    return ExitCode.INVALID if bad else ExitCode.OK
+
+
+def _lint(rb: Any, specs: Any) -> list[Any]:
+    from runbook.cli.lint import lint
+
+    return lint(rb, specs)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from runbook.load import schema
+
+    registry = session.load_registry()
+    specs = session.executor_specs(registry)
+    if args.executor:
+        if args.executor not in specs:
+            raise InvalidInput(registry.unknown_executor_message(args.executor))
+        doc = schema.executor_schema(args.executor, specs)
+    else:
+        doc = schema.full_schema(specs)
+    _out(json.dumps(doc, indent=2, sort_keys=False))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    registry = session.load_registry()
+    entries = registry.executors()
+    rows = [("EXECUTOR", "PLUGIN", "VERSION", "READ-ONLY", "DESCRIPTION")]
+    for name in sorted(entries):
+        entry = entries[name]
+        spec = entry.spec
+        ro = "per call" if spec.read_only_when else ("yes" if spec.read_only else "no")
+        rows.append(
+            (
+                name,
+                f"{entry.plugin.name} ({entry.plugin.distribution})",
+                entry.plugin.version,
+                ro,
+                spec.description.split("\n")[0],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        _out("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    for failure in registry.failures:
+        _out(
+            f"\nFAILED plugin '{failure.name}' ({failure.distribution}, {failure.target}): "
+            f"{failure.error}"
+        )
+    return 0
+
+
+# -- list / show --------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    from runbook.cli.catalog import list_runbooks
+
+    rows = list_runbooks(
+        [Path(d) for d in args.dir], tag=args.tag, severity=args.severity, text=args.filter
+    )
+    if not rows:
+        _out("no runbooks found")
+        return 0
+    width = max(len(r.name) for r in rows)
+    for r in rows:
+        tags = f"  [{', '.join(r.tags)}]" if r.tags else ""
+        _out(f"{r.name.ljust(width)}  {r.severity:3}  {r.title}{tags}  ({r.source})")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from runbook.cli.catalog import outline
+
+    registry = session.load_registry()
+    rb = session.load(args.runbook, registry)
+    _out(outline(rb, session.executor_specs(registry)))
+    return 0
+
+
+# -- plan / run ---------------------------------------------------------------------------
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    from runbook.load.params import parse_assignments, resolve_params
+
+    registry = session.load_registry()
+    rb = session.load(args.runbook, registry)
+    values = resolve_params(rb, parse_assignments(args.param))
+    return registry, rb, values
+
+
+def _prepare_run(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
+    """Like _prepare, but a --resume run takes its params from the interrupted run."""
+    if not args.resume:
+        return (*_prepare(args), None)
+    from runbook.load.params import parse_assignments, resolve_params
+    from runbook.run.resume import load_resume, merge_params
+
+    registry = session.load_registry()
+    rb = session.load(args.runbook, registry)
+    point = load_resume(Path(args.resume), rb)
+    values = resolve_params(rb, merge_params(point, parse_assignments(args.param)))
+    return registry, rb, values, point
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from runbook.cli.catalog import format_plan
+    from runbook.plan.planner import build_plan
+
+    registry, rb, values = _prepare(args)
+    plan = build_plan(
+        rb, values, session.executor_specs(registry), session.masked_params(rb, values)
+    )
+    if args.output:
+        Path(args.output).write_text(plan.to_json(), encoding="utf-8")
+    if args.format == "json":
+        sys.stdout.write(plan.to_json())
+    else:
+        _out(format_plan(rb, plan))
+        if args.output:
+            _out(f"\nplan written to {args.output} (digest {plan.digest[:16]})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runbook.cli.console import JsonConsole, TextConsole
+    from runbook.load.params import parse_assignments
+    from runbook.load.schema import parse_duration
+    from runbook.run.api import run_runbook
+    from runbook.run.operator import TerminalIO, operator_name
+    from runbook.run.runner import RunOptions
+
+    registry, rb, values, resume = _prepare_run(args)
+    inventory = None
+    if args.inventory:
+        from runbook.run.inventory import load_inventory
+
+        inventory = load_inventory(args.inventory)
+    for step_id in [*args.only, *([args.from_step] if args.from_step else [])]:
+        if step_id not in {s.id for s in rb.steps}:
+            raise InvalidInput(f"no step '{step_id}' in runbook '{rb.name}'")
+    if args.plan:
+        _check_saved_plan(Path(args.plan), registry, rb, values)
+    try:
+        deadline = parse_duration(args.deadline) if args.deadline else None
+    except ValueError as exc:
+        raise InvalidInput(f"--deadline: {exc}") from None
+    operator = operator_name(args.operator)
+    console = JsonConsole() if args.format == "json" else TextConsole()
+    options = RunOptions(
+        dry_run=args.dry_run,
+        no_checks=args.no_checks,
+        yes=args.yes,
+        only=tuple(args.only),
+        from_step=args.from_step,
+        answers=parse_assignments(args.answer),
+        operator=operator,
+        deadline=deadline,
+        resume=resume,
+        severity=args.severity,
+        inventory=inventory,
+    )
+    result = run_runbook(
+        rb,
+        values,
+        registry,
+        session.log_dir(args.log_dir),
+        options,
+        console,
+        TerminalIO.detect(),
+        header_extra={
+            **(resume.header() if resume else {}),
+            **({"severity": args.severity} if args.severity else {}),
+        },
+    )
+    journal_path = result.log_path
+    console.message(f"\nincident log: {journal_path}")
+    console.message(f"verify it with: runbook log verify {journal_path}")
+    return result.exit_code
+
+
+def _check_saved_plan(path: Path, registry: Any, rb: Any, values: dict[str, Any]) -> None:
+    from runbook.plan.planner import build_plan, check_plan, load_plan_file
+
+    saved = load_plan_file(path)
+    current = build_plan(
+        rb, values, session.executor_specs(registry), session.masked_params(rb, values)
+    )
+    check_plan(saved, current, path)
+
+
+# -- log ----------------------------------------------------------------------------------
+def cmd_log(args: argparse.Namespace) -> int:
+    from runbook.log import journal, view
+
+    if args.log_command == "list":
+        directory = session.log_dir(args.log_dir)
+        if not directory.is_dir():
+            raise InvalidInput(f"no incident-log directory at {directory}")
+        rows = journal.list_logs(directory)
+        for r in rows:
+            mode = " (dry-run)" if r.dry_run else ""
+            _out(f"{r.started}  {r.runbook:24} {r.status:11} {r.records:5} records  {r.path}{mode}")
+        if not rows:
+            _out(f"no incident logs in {directory}")
+        if rows and args.sla:
+            from runbook.cli.report import sla_overview
+
+            _out("\n".join(["", *sla_overview([r.path for r in rows])]))
+        return 0
+    path = Path(args.log)
+    if not path.is_file():
+        raise InvalidInput(f"no such log file: {path}")
+    if args.log_command == "show":
+        _out(view.format_timeline(journal.read_log(path)))
+        return 0
+    result = journal.verify_log(path)
+    if result.ok:
+        _out(f"ok: {result.records} records, chain intact, final hash {result.final_hash}")
+        return 0
+    kind = "truncated" if result.truncated and not result.tampered else "TAMPERED"
+    print(f"{kind}: {path}: {result.reason}", file=sys.stderr)
+    return ExitCode.LOG_CORRUPT
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from runbook.cli.report import run_report
+
+    return run_report(
+        session.load_registry(), args.log, args.format, args.output, args.allow_unverified
+    )
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from runbook.cli import scaffold
+    from runbook.load.loader import loads_runbook
+    from runbook.load.resolve import resolve_runbook
+
+    name = scaffold.check_name(args.name)
+    directory = Path(args.dir)
+    path = directory / f"{name}.yaml"
+    scenarios: str | None
+    if args.template:
+        source = resolve_runbook(args.template)
+        text = scaffold.render_from(source, name, args.severity)
+        scenarios = scaffold.render_scenarios_from(source, name)
+    else:
+        text = scaffold.render_basic(name, args.severity or "P2")
+        scenarios = scaffold.BASIC_SCENARIOS.format(name=name)
+    registry = session.load_registry()
+    loads_runbook(
+        text, session.executor_specs(registry), path=str(path)
+    )  # never write a broken one
+    scenario_file = scaffold.scenario_path(path)
+    if scenarios is not None and scenario_file.exists() and not args.force:
+        raise InvalidInput(f"{scenario_file} already exists; use --force to overwrite it")
+    scaffold.write_new(path, text, args.force)
+    _out(f"created {path}")
+    if scenarios is not None:
+        scaffold.write_new(scenario_file, scenarios, True)
+        _out(f"created {scenario_file} (scenario tests: pytest {directory})")
+    _out(f"next: runbook validate --strict {path} && runbook plan {path}")
+    return 0

@@ -1,0 +1,130 @@
+"""Runbook YAML -> validated, typed `Runbook`, or every problem with file:line:column.
+
+Loading is three passes over one marked tree (see `yamlsafe`): the core JSON
+Schema, each step's executor config against that executor's own schema, and
+semantic checks a schema cannot express (unique ids, references to earlier
+steps and declared params, goto targets, defaults that satisfy their own
+param). All three always run, on whatever parts are well-formed, so a user
+fixing a file sees every independent problem at once, sorted by line. Only a
+clean tree is turned into the frozen model.
+
+`validate` runs in pre-commit hooks, so nothing here imports Jinja or an SDK:
+references are found by regular expressions (`runbook.load.refs`) and expressions
+are only compiled, by `runbook.expr.expression`, when that module is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from runbook.contract import ExecutorSpec
+from runbook.errors import InvalidRunbook
+from runbook.load.build import _plain as _plain
+from runbook.load.build import build_runbook as build_runbook
+from runbook.load.marked_yaml import MarkedDict, parse_yaml_bytes, read_yaml_file
+from runbook.load.model import Runbook
+from runbook.load.schema import (
+    Issue,
+    PathT,
+    core_validator,
+    executor_schema,
+    explain,
+    issue_at,
+    unknown_executor_message,
+    validator_for,
+)
+from runbook.load.semantics import IMPLICIT_TARGETS as IMPLICIT_TARGETS
+from runbook.load.semantics import _Semantics, _steps
+from runbook.load.semantics import param_value_problem as param_value_problem
+
+UnknownExecutorHint = Callable[[str], str]
+
+
+def load_runbook(
+    path: str | Path,
+    executors: Mapping[str, ExecutorSpec],
+    unknown_executor: UnknownExecutorHint | None = None,
+) -> Runbook:
+    """Load, validate and build the runbook at `path`.
+
+    `executors` maps executor name -> ExecutorSpec; `unknown_executor(name)`,
+    when given, explains a name no plugin provides (what is installed, which
+    extra would provide it). Raises InvalidRunbook whose `errors` holds every
+    problem as `path:line:column: json.path: message`, sorted by line.
+    """
+    name = os.fspath(path)
+    tree, data = read_yaml_file(path, name)
+    return _validated(tree, data, name, executors, unknown_executor)
+
+
+def loads_runbook(
+    text: str,
+    executors: Mapping[str, ExecutorSpec],
+    *,
+    path: str = "<string>",
+    unknown_executor: UnknownExecutorHint | None = None,
+) -> Runbook:
+    """`load_runbook` for YAML text already in memory; `path` is used in messages."""
+    data = text.encode("utf-8")
+    return _validated(parse_yaml_bytes(data, path), data, path, executors, unknown_executor)
+
+
+def _validated(
+    tree: Any,
+    data: bytes,
+    name: str,
+    executors: Mapping[str, ExecutorSpec],
+    unknown_executor: UnknownExecutorHint | None,
+) -> Runbook:
+    issues = check_tree(tree, executors, unknown_executor)
+    if issues:
+        messages = [issue.render(name) for issue in issues]
+        raise InvalidRunbook(messages[0], errors=messages)
+    return build_runbook(tree, path=name, sha256=hashlib.sha256(data).hexdigest())
+
+
+def check_tree(
+    tree: Any,
+    executors: Mapping[str, ExecutorSpec],
+    unknown_executor: UnknownExecutorHint | None = None,
+) -> list[Issue]:
+    """Every problem in a marked tree: core schema, executor configs, semantics."""
+    issues = explain(core_validator().iter_errors(tree), tree)
+    issues += _executor_issues(tree, executors, unknown_executor)
+    if isinstance(tree, MarkedDict):
+        issues += _Semantics(tree).issues()
+    return sorted(set(issues))
+
+
+# -- executor configs ---------------------------------------------------------------------
+def _executor_calls(tree: Any) -> Iterator[tuple[PathT, Any]]:
+    """(path, call) of every `check:`/`action:`, including those under `verify:`."""
+    for i, step in _steps(tree):
+        for kind in ("check", "action"):
+            if kind in step:
+                yield ("steps", i, kind), step[kind]
+        verify = step.get("verify")
+        for j, entry in enumerate(verify if isinstance(verify, list) else []):
+            if isinstance(entry, dict) and "check" in entry:
+                yield ("steps", i, "verify", j, "check"), entry["check"]
+
+
+def _executor_issues(
+    tree: Any, executors: Mapping[str, ExecutorSpec], unknown_executor: UnknownExecutorHint | None
+) -> list[Issue]:
+    issues: list[Issue] = []
+    for path, call in _executor_calls(tree):
+        if not (isinstance(call, dict) and len(call) == 1):
+            continue  # the core schema already said what is wrong with its shape
+        ((name, config),) = call.items()
+        if name not in executors:
+            explain_unknown = unknown_executor or (lambda n: unknown_executor_message(n, executors))
+            issues.append(issue_at(tree, path + (name,), explain_unknown(name), key=True))
+        elif isinstance(config, dict):
+            validator = validator_for(executor_schema(name, executors))
+            issues += explain(validator.iter_errors(config), tree, prefix=path + (name,))
+    return issues

@@ -1,0 +1,65 @@
+"""Reports built from an incident log alone: post-mortem Markdown, JSON, JUnit XML, HTML.
+
+Every format is a view of one `Incident` (see `incident.py`), built from the
+records and nothing else, so the same log always gives the same bytes. The
+built-in formats reach the CLI through the `runbook_report_formats` hook, via
+the `runbook_plugins.reports` plugin, exactly as a third-party format would.
+The SLA targets come from `runbook.report.sla.load_targets()` (defaults, or the
+operator's config file), and each report states the targets it used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runbook.contract import ReportFormat
+from runbook.report.incident import Incident, build_incident
+
+__all__ = ["Incident", "build_incident", "builtin_formats", "incident_from"]
+
+
+def incident_from(records: Sequence[Mapping[str, Any]]) -> Incident:
+    """The Incident for `records` with the operator's SLA targets (config file or defaults)."""
+    from runbook.report import sla
+
+    return build_incident(records, sla.load_targets())
+
+
+def _postmortem(records: list[dict[str, Any]]) -> str:
+    from runbook.report import postmortem
+
+    return postmortem.render(incident_from(records))
+
+
+def _json(records: list[dict[str, Any]]) -> str:
+    from runbook.report import json_report
+
+    return json_report.render(incident_from(records))
+
+
+def _junit(records: list[dict[str, Any]]) -> str:
+    from runbook.report import junit
+
+    return junit.render(incident_from(records))
+
+
+def _html(records: list[dict[str, Any]]) -> str:
+    from runbook.report import html
+
+    return html.render(incident_from(records))
+
+
+def builtin_formats() -> list[ReportFormat]:
+    """The four formats this package ships; renderers are imported only when used."""
+    return [
+        ReportFormat(
+            "postmortem",
+            "md",
+            "post-mortem Markdown: the seeds' template filled from the log",
+            _postmortem,
+        ),
+        ReportFormat("json", "json", "JSON following schemas/report.schema.json", _json),
+        ReportFormat("junit", "xml", "JUnit XML: one testcase per check/action per host", _junit),
+        ReportFormat("html", "html", "one self-contained HTML page with an SLA bar", _html),
+    ]

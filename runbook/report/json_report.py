@@ -1,0 +1,114 @@
+"""The JSON report: the Incident as data, following `schemas/report.schema.json`.
+
+Dashboards and ticket bots read this, so its shape is a contract: the schema
+is versioned by `report_format`, keys are only ever added, and a test
+validates every report against the schema. Times are UTC ISO-8601 strings as
+stored in the log; durations are seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from runbook.report.incident import Incident, StepReport, TimelineEntry
+from runbook.report.sla import Mark
+
+REPORT_FORMAT = 1
+
+
+def _mark(mark: Mark | None) -> dict[str, Any] | None:
+    return None if mark is None else {"ts": mark.ts, "seq": mark.seq, "elapsed": mark.elapsed}
+
+
+def _step(step: StepReport) -> dict[str, Any]:
+    return {
+        "id": step.id,
+        "phase": step.phase,
+        "kind": step.kind,
+        "executor": step.executor,
+        "title": step.title,
+        "status": step.status,
+        "started": step.started or None,
+        "finished": step.finished or None,
+        "seq": step.seq,
+        "elapsed": step.elapsed,
+        "attempts": step.attempts,
+        "message": step.message,
+        "verifies": step.verifies or None,
+        "answer": step.answer,
+        "confirmations": [dict(vars(c)) for c in step.confirmations],
+        "failures": [dict(vars(f)) for f in step.failures],
+        "hosts": [dict(vars(h)) for h in step.hosts.values()],
+    }
+
+
+def _entry(entry: TimelineEntry) -> dict[str, Any]:
+    return {**vars(entry), "milestones": list(entry.milestones)}
+
+
+def _sla(incident: Incident) -> dict[str, Any]:
+    target = incident.target
+    return {
+        "severity": incident.severity,
+        "target": None
+        if target is None
+        else {
+            "respond": target.respond,
+            "resolve": target.resolve,
+            "update_every": target.update_every,
+        },
+        "clocks": [
+            {
+                "clock": line.clock,
+                "elapsed": line.elapsed,
+                "target": line.target,
+                "met": line.met,
+                "seq": line.seq,
+                "text": line.text(incident.severity),
+            }
+            for line in incident.sla
+        ],
+    }
+
+
+def to_dict(incident: Incident) -> dict[str, Any]:
+    """The report as plain data (what `render` serialises)."""
+    names = ("started", "detected", "acknowledged", "mitigated", "resolved")
+    return {
+        "report_format": REPORT_FORMAT,
+        "incident": {
+            "title": incident.title,
+            "runbook": incident.runbook,
+            "runbook_sha256": incident.runbook_sha256,
+            "severity": incident.severity,
+            "run_id": incident.run_id,
+            "operator": incident.operator,
+            "host": incident.host,
+            "dry_run": incident.dry_run,
+            "params": dict(incident.params),
+            "started": incident.started,
+            "ended": incident.ended or None,
+            "duration": incident.duration,
+            "status": incident.status,
+            "exit_code": incident.exit_code,
+            "reason": incident.reason,
+        },
+        "clocks": {name: _mark(incident.clocks.get(name)) for name in names},
+        "sla": _sla(incident),
+        "steps": [_step(step) for step in incident.steps],
+        "timeline": [_entry(entry) for entry in incident.timeline],
+        "observer_errors": [_entry(entry) for entry in incident.observer_errors],
+        "verification": asdict(incident.verification),
+    }
+
+
+def render(incident: Incident) -> str:
+    """Compact JSON with a stable key order, ending in a newline.
+
+    Not indented: `indent` makes the json module fall back to its pure-Python
+    encoder, 3x slower on a 100k-record log (goal: report in under 2 s);
+    `jq .` or `python -m json.tool` pretty-print it when a human reads it.
+    """
+    return json.dumps(to_dict(incident), ensure_ascii=False) + "\n"

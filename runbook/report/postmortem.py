@@ -1,0 +1,263 @@
+"""The post-mortem as Markdown: the seeds' template, filled in from the log.
+
+The sections follow the seeds' post-mortem templates (summary, timeline, root
+cause, impact, resolution, lessons learned, action items). What the log can
+prove is filled in, every timeline line citing its `seq`; what only people
+know (root cause, impact, lessons) is left as a clearly marked placeholder,
+never guessed. No "now" appears anywhere: the same log gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from runbook.report.incident import Incident, StepReport, TimelineEntry
+from runbook.report.sla import format_duration
+
+PLACEHOLDER = "> **TO BE WRITTEN BY THE RESPONDERS:**"
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _md(text: object) -> str:
+    """One line of Markdown-safe text: no raw HTML, no table breaks, no control chars."""
+    flat = " ".join(_UNSAFE.sub(" ", str(text)).split())
+    return flat.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(text: object) -> str:
+    flat = " ".join(_UNSAFE.sub(" ", str(text)).split())
+    fence = "``" if "`" in flat else "`"
+    return f"{fence} {flat} {fence}" if fence == "``" else f"`{flat}`"
+
+
+def _when(ts: str) -> str:
+    """`2026-11-25 12:20:51Z` out of the stored ISO timestamp (UTC)."""
+    return f"{ts[:10]} {ts[11:19]}Z" if len(ts) >= 19 else ts or "—"
+
+
+def _clock(ts: str, day: str) -> str:
+    """HH:MM:SS.mmm, with the date when it is not the incident's first day."""
+    time = ts[11:23] if len(ts) >= 23 else ts
+    return time if ts[:10] == day else f"{ts[:10]} {time}"
+
+
+def _banner(incident: Incident) -> list[str]:
+    check = incident.verification
+    if check.ok:
+        return []
+    kind = "TAMPERED" if check.tampered else "TRUNCATED"
+    return [
+        f"> **WARNING — UNVERIFIED LOG ({kind}):** {_md(check.reason)}. "
+        "Facts below come from a log that failed `runbook log verify`; "
+        "do not rely on them without checking the original.",
+        "",
+    ]
+
+
+def _params(incident: Incident) -> str:
+    """As logged (secrets already `***`); JSON values so types stay visible."""
+    if not incident.params:
+        return "none"
+    import json
+
+    shown = (f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in incident.params.items())
+    return _md(", ".join(shown))
+
+
+def _header(incident: Incident) -> list[str]:
+    duration = incident.duration
+    took = f" ({format_duration(duration)})" if duration is not None else " (not finished)"
+    exit_note = f", exit {incident.exit_code}" if incident.exit_code is not None else ""
+    dry = " — **dry-run: nothing was changed**" if incident.dry_run else ""
+    return [
+        f"# Incident Post-Mortem: {_md(incident.title)}",
+        "",
+        *_banner(incident),
+        f"- **Severity**: {_md(incident.severity or 'unknown')}",
+        f"- **Date**: {incident.started[:10]} (all times UTC)",
+        f"- **Duration**: {_when(incident.started)} – {_when(incident.ended)}{took}",
+        f"- **Outcome**: {_md(incident.status)}{exit_note}{dry}",
+        f"- **Runbook**: {_md(incident.runbook)} (sha256 `{incident.runbook_sha256[:16]}`)",
+        f"- **Run**: `{_md(incident.run_id)}` by {_md(incident.operator)} on {_md(incident.host)}",
+        f"- **Params**: {_params(incident)}",
+        "- **Impact**: _to be written: users and services affected_",
+        "",
+    ]
+
+
+def _summary(incident: Incident) -> list[str]:
+    lines = [
+        "## Summary",
+        "",
+        "| Milestone | Time (UTC) | Since start | Log |",
+        "|---|---|---|---|",
+    ]
+    for name in ("started", "detected", "acknowledged", "mitigated", "resolved"):
+        mark = incident.clocks.get(name)
+        if mark is None:
+            lines.append(f"| {name} | — | — | not in the log |")
+        else:
+            since = format_duration(mark.elapsed)
+            lines.append(f"| {name} | {_when(mark.ts)} | {since} | seq {mark.seq} |")
+    if incident.reason:
+        lines += ["", f"Run outcome: {_md(incident.status)} — {_md(incident.reason)}"]
+    return [*lines, ""]
+
+
+def _sla(incident: Incident) -> list[str]:
+    lines = ["## SLA", ""]
+    target = incident.target
+    if target is None:
+        lines.append(f"No SLA target is configured for severity {_md(incident.severity or '?')}.")
+    else:
+        lines.append(
+            f"Targets for {target.severity}: respond within {format_duration(target.respond)}, "
+            f"resolve within {format_duration(target.resolve)}, status updates every "
+            f"{format_duration(target.update_every)}."
+        )
+    lines.append("")
+    for line in incident.sla:
+        where = f" (seq {line.seq})" if line.seq is not None else ""
+        lines.append(f"- {line.text(incident.severity)}{where}")
+    return [*lines, ""]
+
+
+def _timeline_line(entry: TimelineEntry, day: str) -> str:
+    step = f"**{_md(entry.step)}** " if entry.step else ""
+    marks = f" ← _{', '.join(entry.milestones)}_" if entry.milestones else ""
+    return f"- `{_clock(entry.ts, day)}` seq {entry.seq} — {step}{_md(entry.text)}{marks}"
+
+
+def _timeline(incident: Incident) -> list[str]:
+    lines = ["## Timeline", "", "Every line cites the incident-log record (`seq`) it comes from."]
+    day, phase = incident.started[:10], None
+    for entry in incident.timeline:
+        if entry.phase and entry.phase != phase:
+            phase = entry.phase
+            lines += ["", f"### {_md(phase)}", ""]
+        elif phase is None and entry is incident.timeline[0]:
+            lines.append("")
+        lines.append(_timeline_line(entry, day))
+    return [*lines, ""]
+
+
+def _confirmed(step: StepReport) -> str:
+    if not step.confirmations:
+        return "no confirmation needed" if step.status != "incomplete" else "—"
+    c = step.confirmations[-1]
+    verdict = "confirmed" if c.accepted else "declined"
+    via = f" via {c.method}" if c.method else ""
+    return f"{verdict} by {_md(c.operator)}{via} (seq {c.seq})"
+
+
+def _actions(incident: Incident) -> list[str]:
+    lines = ["## Actions taken", ""]
+    if not incident.actions:
+        return [*lines, "No action ran.", ""]
+    lines += [
+        "| Action | Phase | Status | Took | Confirmation | Log |",
+        "|---|---|---|---|---|---|",
+    ]
+    for step in incident.actions:
+        took = format_duration(step.elapsed) if step.elapsed is not None else "—"
+        name = f"{_md(step.id)}: {_md(step.title)}" if step.title else _md(step.id)
+        lines.append(
+            f"| {name} | {_md(step.phase)} | {_md(step.status)} | {took} "
+            f"| {_confirmed(step)} | seq {step.seq} |"
+        )
+    return [*lines, ""]
+
+
+def _failed_checks(incident: Incident) -> list[str]:
+    lines = ["## Checks that failed", ""]
+    if not incident.failed_checks:
+        return [*lines, "Every check that ran passed.", ""]
+    for step in incident.failed_checks:
+        tries = f" after {step.attempts} attempts" if step.attempts > 1 else ""
+        lines.append(
+            f"- **{_md(step.id)}** ({_md(step.phase)}): {step.status}{tries} (seq {step.seq})"
+        )
+        for failure in step.failures:
+            expr = f"{_code(failure.expr)}: " if failure.expr else ""
+            host = f"[{_md(failure.host)}] " if failure.host else ""
+            lines.append(f"  - {host}{expr}{_md(failure.message)} (seq {failure.seq})")
+    return [*lines, ""]
+
+
+def _hosts(incident: Incident) -> list[str]:
+    fanned = [s for s in incident.steps if s.hosts]
+    if not fanned:
+        return []
+    lines = [
+        "## Per-host results",
+        "",
+        "| Step | Host | Status | Detail | Log |",
+        "|---|---|---|---|---|",
+    ]
+    for step in fanned:
+        for host in step.hosts.values():
+            lines.append(
+                f"| {_md(step.id)} | {_md(host.host)} | {host.status} "
+                f"| {_md(host.message) or '—'} | seq {host.seq} |"
+            )
+    return [*lines, ""]
+
+
+def _human_sections() -> list[str]:
+    return [
+        "## Root Cause",
+        "",
+        f"{PLACEHOLDER} what happened, why it happened, contributing factors.",
+        "",
+        "## Impact",
+        "",
+        f"{PLACEHOLDER} users affected (number, percentage), downtime, data loss, "
+        "revenue or reputation impact.",
+        "",
+        "## Resolution",
+        "",
+        "What the log shows was done is under *Actions taken*.",
+        "",
+        f"{PLACEHOLDER} what fixed it, and whether the fix is permanent.",
+        "",
+        "## Lessons Learned",
+        "",
+        f"{PLACEHOLDER} what went well, what did not, where we were lucky.",
+        "",
+        "## Action Items",
+        "",
+        f"{PLACEHOLDER} one line per item:",
+        "",
+        "- [ ] [Action item] - Owner: [Name] - Due: [Date]",
+        "",
+    ]
+
+
+def _integrity(incident: Incident) -> list[str]:
+    check = incident.verification
+    verdict = "ok — chain intact" if check.ok else f"FAILED — {_md(check.reason)}"
+    errors = [f"- Observer error at seq {e.seq}: {_md(e.text)}" for e in incident.observer_errors]
+    return [
+        "## Log integrity",
+        "",
+        f"- `runbook log verify`: {verdict} ({check.records} records verified)",
+        f"- Final chain hash: `{check.final_hash or 'none'}`",
+        *errors,
+        "",
+    ]
+
+
+def render(incident: Incident) -> str:
+    """The whole post-mortem; byte-identical for the same Incident."""
+    parts = [
+        _header(incident),
+        _summary(incident),
+        _sla(incident),
+        _timeline(incident),
+        _actions(incident),
+        _failed_checks(incident),
+        _hosts(incident),
+        _human_sections(),
+        _integrity(incident),
+    ]
+    return "\n".join(line for part in parts for line in part).rstrip("\n") + "\n"

@@ -1,0 +1,363 @@
+"""The http executor against real HTTP(S) servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from support.http_servers import (
+    LocalHTTPServer,
+    Reply,
+    closed_port,
+    http_server,
+    redirect,
+    self_signed_cert,
+)
+
+from runbook.contract import ExecContext, ExecutorSpec, PlanContext, StepResult
+from runbook.load.model import Target
+from runbook.registry import PluginRegistry
+
+
+@pytest.fixture(scope="module")
+def http() -> ExecutorSpec:
+    return PluginRegistry.from_entry_points().executor("http")
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[LocalHTTPServer]:
+    with http_server() as server:
+        yield server
+
+
+@pytest.fixture
+def server(shared_server: LocalHTTPServer) -> LocalHTTPServer:
+    """One server per module, clean routes and request record per test."""
+    shared_server.reset()
+    return shared_server
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHTTPServer]:
+    context = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    if context is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    with http_server(tls=context) as server:
+        server.route("/health", json={"status": "ok"})
+        yield server
+
+
+def run(http: ExecutorSpec, config: Mapping[str, Any], **ctx: Any) -> StepResult:
+    return http.run(config, ExecContext(step_id="probe", **ctx))
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+def test_json_response_is_exposed_as_fields(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/health", json={"status": "ok", "replicas": 3}, headers={"X-Request-Id": "abc"})
+    result = run(http, {"url": server.url_for("/health")})
+    assert result.ok
+    fields = result.fields
+    assert fields["status"] == 200
+    assert fields["reason"] == "OK"
+    assert fields["json"] == {"status": "ok", "replicas": 3}
+    assert fields["headers"]["x-request-id"] == "abc"
+    assert fields["headers"]["content-type"] == "application/json"
+    assert fields["url"] == server.url_for("/health")
+    assert isinstance(fields["elapsed"], float) and 0 < fields["elapsed"] < 5
+    assert fields["truncated"] is False
+    assert result.output == fields["text"] == '{"status": "ok", "replicas": 3}'
+
+
+def test_server_error_is_a_result_judged_by_expectations(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/health", status=503, body="maintenance")
+    result = run(http, {"url": server.url_for("/health")})
+    assert result.ok and result.error is None
+    assert result.fields["status"] == 503
+    assert result.fields["reason"] == "Service Unavailable"
+    assert result.fields["text"] == "maintenance"
+    assert result.fields["json"] is None
+    assert http.default_expect == ("200 <= status < 300",)
+
+
+def test_redirect_is_not_followed_by_default(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/health", redirect("/login"))
+    server.route("/login", body="please log in")
+    result = run(http, {"url": server.url_for("/health")})
+    assert result.fields["status"] == 302
+    assert result.fields["headers"]["location"] == "/login"
+    assert [r.path for r in server.requests] == ["/health"]
+
+
+def test_redirect_is_followed_when_asked(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/health", redirect("/ready"))
+    server.route("/ready", json={"ready": True})
+    result = run(http, {"url": server.url_for("/health"), "follow_redirects": True})
+    assert result.fields["status"] == 200
+    assert result.fields["url"] == server.url_for("/ready")
+
+
+def test_request_headers_and_params_reach_the_server(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/search", json=[])
+    run(
+        http,
+        {
+            "url": server.url_for("/search"),
+            "headers": {"Authorization": "Bearer t0k"},
+            "params": {"q": "a b", "limit": "5"},
+        },
+    )
+    received = server.requests[0]
+    assert received.headers["authorization"] == "Bearer t0k"
+    assert received.query == "q=a+b&limit=5"
+
+
+def test_post_json_is_sent_and_recorded(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("POST /deploys", status=201, json={"id": 7})
+    result = run(
+        http,
+        {
+            "url": server.url_for("/deploys"),
+            "method": "POST",
+            "json": {"service": "api", "replicas": 2},
+        },
+    )
+    assert result.fields["status"] == 201
+    assert result.fields["json"] == {"id": 7}
+    received = server.requests[0]
+    assert received.method == "POST"
+    assert received.headers["content-type"] == "application/json"
+    assert received.json() == {"service": "api", "replicas": 2}
+
+
+def test_raw_body_is_sent_as_utf8(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("PUT /note", status=204)
+    run(http, {"url": server.url_for("/note"), "method": "PUT", "body": "déjà vu"})
+    assert server.requests[0].body == "déjà vu".encode()
+
+
+def test_head_request_has_no_body(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/health", body="ok")
+    result = run(http, {"url": server.url_for("/health"), "method": "HEAD"})
+    assert result.fields["status"] == 200
+    assert result.fields["text"] == ""
+    assert server.requests[0].method == "HEAD"
+
+
+def test_scripted_replies_are_served_in_order(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/flaky", Reply(status=503), Reply(status=200))
+    statuses = [run(http, {"url": server.url_for("/flaky")}).fields["status"] for _ in range(3)]
+    assert statuses == [503, 200, 200]
+
+
+def test_large_body_is_bounded(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/dump", body=b"x" * (1024 * 1024 + 500_000))
+    result = run(http, {"url": server.url_for("/dump")})
+    assert result.fields["truncated"] is True
+    assert len(result.fields["text"]) == 1024 * 1024
+    assert result.fields["json"] is None
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+def test_closed_port_is_connection_refused(http: ExecutorSpec) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/health"
+    result = run(http, {"url": url})
+    assert not result.ok and not result.timed_out
+    assert result.error == f"connection refused: GET {url}"
+    assert result.call["url"] == url
+
+
+def test_slow_server_times_out_with_the_configured_timeout(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/slow", delay=5)
+    started = time.monotonic()
+    result = run(http, {"url": server.url_for("/slow"), "timeout": 0.3})
+    assert time.monotonic() - started < 2
+    assert not result.ok and result.timed_out
+    assert result.error == f"timed out after 0.3s: GET {server.url_for('/slow')}"
+
+
+def test_attempt_timeout_wins_when_shorter(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/slow", delay=5)
+    result = run(http, {"url": server.url_for("/slow"), "timeout": 30}, timeout=0.2)
+    assert result.timed_out
+    assert result.error is not None and result.error.startswith("timed out after 0.2s: ")
+
+
+def test_cancel_before_sending_sends_nothing(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    result = run(http, {"url": server.url_for("/x"), "method": "DELETE"}, cancel=cancel)
+    assert result.error == "cancelled"
+    assert server.requests == []
+
+
+def test_unsupported_scheme_is_a_clear_failure(http: ExecutorSpec) -> None:
+    result = run(http, {"url": "ftp://127.0.0.1/file"})
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.startswith("unsupported URL (")
+    assert result.error.endswith(": GET ftp://127.0.0.1/file")
+
+
+def test_https_to_a_plain_http_server_fails_clearly(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    url = server.url_for("/health").replace("http://", "https://")
+    result = run(http, {"url": url})
+    assert not result.ok
+    assert result.error is not None
+    assert result.error.startswith("TLS error (")
+    assert result.error.endswith(f": GET {url}")
+
+
+def test_tls_certificate_is_verified_by_default(
+    http: ExecutorSpec, tls_server: LocalHTTPServer
+) -> None:
+    url = tls_server.url_for("/health")
+    result = run(http, {"url": url})
+    assert not result.ok
+    assert result.error == f"TLS certificate verify failed (self-signed certificate): GET {url}"
+
+
+def test_verify_false_accepts_a_self_signed_certificate(
+    http: ExecutorSpec, tls_server: LocalHTTPServer
+) -> None:
+    result = run(http, {"url": tls_server.url_for("/health"), "verify": False})
+    assert result.ok and result.fields["json"] == {"status": "ok"}
+
+
+def test_remote_target_is_refused(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    result = run(http, {"url": server.url_for("/"), "target": "web"}, target=Target("web", "ssh"))
+    assert result.error is not None
+    assert result.error.startswith("transport 'ssh' is not available: ")
+    assert server.requests == []
+
+
+# -- plan, read-only, schema ---------------------------------------------------------------------
+
+
+def test_plan_is_the_exact_request(http: ExecutorSpec) -> None:
+    config = {
+        "url": "https://api.example.com/health",
+        "params": {"verbose": "1"},
+        "headers": {"Accept": "application/json"},
+        "timeout": 5,
+    }
+    planned = http.plan(config, PlanContext(step_id="probe"))
+    assert planned.summary == "GET https://api.example.com/health?verbose=1"
+    assert planned.detail == {
+        "method": "GET",
+        "url": "https://api.example.com/health",
+        "headers": {"Accept": "application/json"},
+        "params": {"verbose": "1"},
+        "timeout": 5.0,
+        "verify": True,
+        "follow_redirects": False,
+    }
+    assert http.plan(config, PlanContext(step_id="probe")) == planned
+
+
+def test_plan_shows_the_body_it_would_send(http: ExecutorSpec) -> None:
+    planned = http.plan(
+        {"url": "http://h/x", "method": "POST", "json": {"a": 1}}, PlanContext(step_id="p")
+    )
+    assert planned.summary == "POST http://h/x"
+    assert planned.detail["json"] == {"a": 1}
+    assert "body" not in planned.detail
+
+
+@pytest.mark.parametrize(
+    ("method", "read_only"),
+    [
+        (None, True),
+        ("GET", True),
+        ("get", True),
+        ("HEAD", True),
+        ("OPTIONS", True),
+        ("POST", False),
+        ("PUT", False),
+        ("PATCH", False),
+        ("DELETE", False),
+    ],
+)
+def test_only_reading_methods_are_read_only(
+    http: ExecutorSpec, method: str | None, read_only: bool
+) -> None:
+    config = {"url": "http://h/"} | ({"method": method} if method else {})
+    assert http.is_read_only(config) is read_only
+
+
+@pytest.mark.parametrize(
+    ("config", "valid"),
+    [
+        ({"url": "http://h/"}, True),
+        ({"url": "http://h/", "method": "POST", "json": None, "timeout": 1.5}, True),
+        ({"url": "http://h/", "method": "FETCH"}, False),
+        ({"url": "http://h/", "json": {}, "body": "x"}, False),
+        ({"url": "http://h/", "timeout": 0}, False),
+        ({"url": "http://h/", "timout": 1}, False),
+        ({"method": "GET"}, False),
+    ],
+)
+def test_schema(http: ExecutorSpec, config: dict[str, Any], valid: bool) -> None:
+    assert jsonschema.Draft202012Validator(http.schema).is_valid(config) is valid
+
+
+def test_schema_is_closed_and_documented(http: ExecutorSpec) -> None:
+    jsonschema.Draft202012Validator.check_schema(http.schema)
+    assert http.schema["additionalProperties"] is False
+    for name, prop in http.schema["properties"].items():
+        assert prop.get("description"), name
+    assert set(http.result_fields) >= {"status", "headers", "json", "text", "url", "elapsed"}
+
+
+def test_server_helper_records_unknown_paths_as_404(
+    http: ExecutorSpec, server: LocalHTTPServer, tmp_path: Path
+) -> None:
+    result = run(http, {"url": server.url_for("/nowhere?x=1")})
+    assert result.fields["status"] == 404
+    assert server.requests[0].path == "/nowhere"
+    assert server.requests[0].query == "x=1"
+
+
+def test_params_merge_with_the_query_already_in_the_url(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/q", json={})
+    config = {"url": server.url_for("/q?keep=1&limit=10"), "params": {"limit": "5", "x": "a b"}}
+    planned = http.plan(config, PlanContext(step_id="probe"))
+    run(http, config)
+    assert server.requests[0].query == "keep=1&limit=5&x=a+b"
+    assert planned.summary == "GET " + server.url_for("/q?keep=1&limit=5&x=a+b")
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [({"X-Note": "déjà"}, "invalid request ('ascii' codec"), ({"X Bad": "1"}, "invalid request (")],
+)
+def test_unsendable_header_is_a_failure_not_a_crash(
+    http: ExecutorSpec, server: LocalHTTPServer, headers: dict[str, str], reason: str
+) -> None:
+    result = run(http, {"url": server.url_for("/x"), "headers": headers})
+    assert not result.ok
+    assert result.error is not None and result.error.startswith(reason)
+    assert server.requests == []
+
+
+def test_paths_are_matched_decoded(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/a b", json=1)
+    assert run(http, {"url": server.url_for("/a b")}).fields["json"] == 1

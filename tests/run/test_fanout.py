@@ -1,0 +1,83 @@
+"""Fan-out: bounded concurrency, serial batches, and a failing host that fails only itself."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from runbook.contract import StepResult
+from runbook.run.fanout import fan_out
+
+
+def test_concurrency_is_bounded_and_every_host_gets_a_result() -> None:
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def work(host: str) -> StepResult:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return StepResult(ok=True, fields={"exit_code": 0}, output=host)
+
+    hosts = [f"h{i}" for i in range(12)]
+    result = fan_out(hosts, work, concurrency=3)
+    assert peak[0] == 3
+    assert list(result.hosts) == hosts and result.fields["hosts_ok"] == 12
+    assert "h5: h5" in result.output
+
+
+def test_an_exception_fails_only_that_host() -> None:
+    def work(host: str) -> StepResult:
+        if host == "b":
+            raise ConnectionResetError("connection reset by peer")
+        return StepResult(ok=True, fields={"exit_code": 0})
+
+    result = fan_out(["a", "b", "c"], work)
+    assert result.ok and result.hosts["a"].ok and result.hosts["c"].ok
+    assert result.hosts["b"].error == "ConnectionResetError: connection reset by peer"
+
+
+def test_serial_batches_stop_after_a_failed_batch() -> None:
+    ran: list[str] = []
+
+    def work(host: str) -> StepResult:
+        ran.append(host)
+        return StepResult(ok=True, fields={"exit_code": 1 if host == "h6" else 0})
+
+    hosts = [f"h{i}" for i in range(12)]
+    result = fan_out(hosts, work, serial=5)
+    assert sorted(ran) == sorted(hosts[:10])
+    assert result.hosts["h6"].fields["exit_code"] == 1
+    assert result.hosts["h11"].error == "not run: batch 2/3 (serial: 5) failed on h6"
+
+
+def test_cancel_leaves_later_hosts_unstarted() -> None:
+    cancel = threading.Event()
+    cancel.set()
+    result = fan_out(["a", "b"], lambda h: StepResult(ok=True), cancel=cancel)
+    assert all(r.error == "cancelled before it started" for r in result.hosts.values())
+
+
+def test_min_passing_lets_a_step_pass_with_a_failed_host(run_cli, write_runbook) -> None:
+    path = write_runbook(
+        """
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {name: quorum, title: Quorum, severity: P3}
+        targets:
+          pool: {transport: local, hosts: [a.local, b.local, c.local]}
+        steps:
+          - id: probe
+            phase: triage
+            min_passing: 2
+            check: {shell: {command: 'test "$0" != x', target: pool}}
+          - id: strict
+            phase: triage
+            check: {shell: {argv: [sh, -c, 'exit 3'], target: pool}}
+        """
+    )
+    r = run_cli("run", str(path))
+    assert r.code == 1
+    assert "0/3 hosts passed (need 3)" in r.text

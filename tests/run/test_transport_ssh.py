@@ -1,0 +1,185 @@
+"""The ssh transport against a real sshd on loopback: trust, failures, timeouts, injection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import sshd
+
+from runbook.contract import ExecContext, StepResult  # noqa: E402
+from runbook.load.model import Target  # noqa: E402
+from runbook.registry import PluginRegistry  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> sshd.Fleet:
+    reason = sshd.ensure_sshd()
+    if reason:
+        pytest.skip(reason)
+    return sshd.shared_fleet(tmp_path_factory.mktemp("sshd"))
+
+
+def run_shell(fleet: sshd.Fleet, argv: list[str], hosts: list[str], **opts: Any) -> StepResult:
+    shell = PluginRegistry.from_entry_points().executor("shell")
+    target = Target("web", "ssh", {"hosts": hosts, **fleet.options(**opts)})
+    ctx = ExecContext(step_id="s", target=target, timeout=opts.pop("timeout", 20))
+    try:
+        return shell.run({"argv": argv, "target": "web"}, ctx)
+    finally:
+        ctx.resources["runbook.connections"].close()
+
+
+def records(log_dir: Path) -> list[dict[str, Any]]:
+    (log,) = sorted(log_dir.glob("*.jsonl"))
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_unknown_host_key_is_refused_with_its_fingerprint(fleet, tmp_path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    result = run_shell(fleet, ["true"], ["127.0.0.2"], known_hosts=str(empty))
+    error = result.hosts["127.0.0.2"].error or ""
+    assert "not in known_hosts" in error and "SHA256:" in error
+    assert f"ssh-keyscan -p {fleet.port} -t ssh-ed25519 127.0.0.2 >> {empty}" in error
+
+
+def test_changed_host_key_is_refused(fleet, tmp_path) -> None:
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known = tmp_path / "known_hosts"
+    key = " ".join(Path(f"{other}.pub").read_text().split()[:2])
+    known.write_text(f"[127.0.0.3]:{fleet.port} {key}\n")
+    result = run_shell(fleet, ["true"], ["127.0.0.3"], known_hosts=str(known))
+    error = result.hosts["127.0.0.3"].error or ""
+    assert "HOST KEY CHANGED" in error and "ssh-keygen -R" in error
+    assert result.hosts["127.0.0.3"].fields == {}
+
+
+def test_dead_host_fails_only_its_own_result(fleet) -> None:
+    result = run_shell(fleet, ["echo", "up"], ["127.0.0.2", "127.0.0.99"], connect_timeout=3)
+    assert result.hosts["127.0.0.2"].ok and result.hosts["127.0.0.2"].output == "up\n"
+    dead = result.hosts["127.0.0.99"]
+    assert not dead.ok and "connection refused" in (dead.error or "")
+
+
+def test_command_timeout_kills_the_remote_command(fleet) -> None:
+    marker = "301.25"
+    result = run_shell(fleet, ["sleep", marker], ["127.0.0.4"], timeout=1.5)
+    host = result.hosts["127.0.0.4"]
+    assert host.timed_out and "timed out" in (host.error or "")
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True)
+    assert left.stdout == ""
+
+
+def test_hostile_values_stay_one_argument(fleet, tmp_path) -> None:
+    mark = tmp_path / "pwned"
+    hostile = f"x'; touch {mark}; echo '$(touch {mark})`touch {mark}`"
+    result = run_shell(fleet, ["echo", hostile, "--", "-n"], ["127.0.0.5"])
+    assert result.hosts["127.0.0.5"].output == f"{hostile} -- -n\n"
+    assert not mark.exists()
+
+
+def test_one_connection_per_host_is_reused_across_steps(fleet, run_cli, write_runbook) -> None:
+    # each command's parent is the sshd process of its connection: equal means reused
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: reuse, title: Reuse, severity: P3}}
+        targets:
+          web: {fleet.target_yaml(["127.0.0.6"])}
+        steps:
+          - id: one
+            phase: triage
+            check: {{shell: {{argv: [sh, -c, 'echo $PPID'], target: web}}}}
+          - id: two
+            phase: triage
+            check: {{shell: {{argv: [sh, -c, 'echo $PPID'], target: web}}}}
+        """
+    )
+    r = run_cli("run", str(path), "--log-dir", "logs")
+    assert r.code == 0, r.text
+    results = [x for x in records(path.parent / "logs") if x["type"] == "step.result"]
+    outputs = [x["data"]["hosts"]["127.0.0.6"]["fields"]["stdout"] for x in results]
+    assert outputs[0] == outputs[1] and outputs[0].strip().isdigit()
+
+
+def test_twenty_host_fan_out_logs_a_result_per_host(fleet, run_cli, write_runbook) -> None:
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: fleet, title: Fleet, severity: P3}}
+        targets:
+          web: {fleet.target_yaml(host_key_check=False)}
+        steps:
+          - id: hostname
+            phase: triage
+            check: {{shell: {{argv: [cat, /etc/hostname], target: web}}}}
+            expect: ["exit_code == 0", "stdout != ''"]
+        """
+    )
+    r = run_cli("run", str(path), "--log-dir", "logs")
+    assert r.code == 0, r.text
+    log = records(path.parent / "logs")
+    assert log[0]["data"]["host_key_check_off"] == ["web"]
+    (result,) = [x["data"] for x in log if x["type"] == "step.result"]
+    assert sorted(result["hosts"]) == sorted(fleet.addresses)
+    assert all(h["ok"] and h["fields"]["exit_code"] == 0 for h in result["hosts"].values())
+    per_host = [x for x in log if x["type"] == "step.expectation"]
+    assert len(per_host) == 40 and {x["data"]["host"] for x in per_host} == set(fleet.addresses)
+
+
+def test_jump_host_reaches_the_destination(fleet) -> None:
+    jump = f"{fleet.user}@127.0.0.2:{fleet.port}"
+    result = run_shell(fleet, ["sh", "-c", "echo $SSH_CONNECTION"], ["127.0.0.7"], jump=jump)
+    host = result.hosts["127.0.0.7"]
+    assert host.ok, host.error
+    assert host.output.split()[2] == "127.0.0.7"
+
+
+def test_missing_key_file_is_invalid_input(fleet, run_cli, write_runbook) -> None:
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: nokey, title: No key, severity: P3}}
+        targets:
+          web: {fleet.target_yaml(["127.0.0.2"], key_file="/nonexistent/id_ed25519")}
+        steps:
+          - id: one
+            phase: triage
+            check: {{shell: {{argv: ["true"], target: web}}}}
+        """
+    )
+    r = run_cli("run", str(path))
+    assert r.code == 2
+    assert "SSH key file not found: /nonexistent/id_ed25519" in r.err
+
+
+def test_missing_paramiko_names_the_pip_command(fleet, run_cli, write_runbook, tmp_path) -> None:
+    fake = tmp_path / "nopkg" / "paramiko"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named paramiko')\n")
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: nossh, title: No ssh, severity: P3}}
+        targets:
+          web: {fleet.target_yaml(["127.0.0.2"])}
+        steps:
+          - id: one
+            phase: triage
+            check: {{shell: {{argv: ["true"], target: web}}}}
+        """
+    )
+    r = run_cli("run", str(path), env={"PYTHONPATH": str(tmp_path / "nopkg")})
+    assert r.code == 1
+    assert "pip install 'runbook-as-code[ssh]'" in r.text
