@@ -4,7 +4,7 @@ DESIGN.md's goal: `runbook run` of this workload within 1.1x of raw paramiko
 with 50 threads (issue 4 asks for 1.5x). Both are timed as whole processes
 (interpreter start, imports, connects, commands, and for runbook the hash-chained
 incident log), median of R runs, against the same sshd processes. Needs root or
-an sshd that may bind 127.0.0.2-51 (tests/sshd.py starts them). Run:
+an sshd that may bind 127.0.0.2-51 (tests/support/sshd.py starts them). Run:
 
     .venv/bin/python bench/bench_fanout.py [--hosts 50] [--repeat 5]
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import sshd  # noqa: E402
+from support import sshd  # noqa: E402
 
 COMMANDS = ["uptime", "cat /etc/hostname", "test -d /tmp"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from runbook.load.loader import load_runbook
 from runbook.load.params import resolve_params
 from runbook.plan.planner import build_plan
-from runbook.session import executor_specs, load_registry
+from runbook.session import Session
 
 STEPS = 200
 
@@ -46,8 +46,7 @@ def generate(path: Path) -> None:
 
 
 def main() -> None:
-    registry = load_registry()
-    specs = executor_specs(registry)
+    specs = Session().executors
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.yaml"
         generate(path)

@@ -5,6 +5,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for name in ("bench_startup.py", "bench_plan.py", "bench_verify.py", "bench_platforms.py"):
+BENCHES = (
+    "bench_startup.py",
+    "bench_plan.py",
+    "bench_validate_scale.py",
+    "bench_verify.py",
+    "bench_platforms.py",
+)
+for name in BENCHES:
     print(f"== {name}")
     runpy.run_path(str(HERE / name), run_name="__main__")

@@ -1,25 +1,42 @@
 """The `http` executor: one HTTP request, judged by status, headers, JSON and latency.
 
-It is a check by default (GET/HEAD/OPTIONS only read, so a dry-run may run
-them for real) and an action for methods that change things. Redirects are
+It is a check by default (GET/HEAD/OPTIONS are meant only to read) and an
+action for methods that change things. A dry-run sends nothing, not even a
+GET: what a request does is up to the server. Redirects are
 not followed unless asked, because a health endpoint that redirects to a login
 page is exactly the kind of failure a runbook must see. Connection problems are
 reported as one line naming the request, in the words an operator searches for
 ("connection refused", "timed out after 2.0s", "TLS certificate verify failed").
+`timeout` bounds the whole request, headers and body included, not each read:
+a server that answers a byte a second is cut off at the deadline (`exchange`,
+which the notify executor and observer use too).
+`url` is a URL field: a value rendered into it is percent-encoded for the part
+it lands in (see `ExecutorSpec.url_fields`); the URL that results, or one taken
+whole from a value, must be http(s) with a host, and no header may hold a line
+break, or nothing is sent.
 httpx is imported inside `run()` so loading the plugin costs nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import (
+    ExecContext,
+    ExecutorError,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -44,7 +61,10 @@ SCHEMA: Mapping[str, Any] = {
     "type": "object",
     "properties": {
         "url": {
-            "description": "Absolute http:// or https:// URL.",
+            "description": "Absolute http:// or https:// URL. A `{{ }}` value inside it is "
+            "percent-encoded for where it lands: one path segment, one query value (it cannot "
+            "add a path, query or fragment). To take the whole URL from a param, make the "
+            "field exactly `{{ params.url }}`; it must still be an http(s) URL with a host.",
             "type": "string",
             "minLength": 1,
         },
@@ -67,8 +87,10 @@ SCHEMA: Mapping[str, Any] = {
             **_STRINGS,
         },
         "timeout": {
-            "description": "Seconds allowed for connecting and for each read; "
-            "the step's own timeout still applies when shorter. Default 10.",
+            "description": "Seconds allowed for the whole request: connecting, sending, "
+            "and reading the status, headers and body, in total (a server sending a byte "
+            "at a time cannot stretch it); the attempt's own timeout still applies when "
+            "shorter. Default 10.",
             "type": "number",
             "exclusiveMinimum": 0,
             "default": DEFAULT_TIMEOUT,
@@ -109,8 +131,9 @@ RESULT_FIELDS: Mapping[str, str] = {
 }
 
 
-class _Stopped(Exception):
-    """The request was abandoned on our side: cannot be built, cancelled, or over budget."""
+class RequestStopped(ExecutorError):
+    """The request was given up on our side: it cannot be built, was cancelled, or ran
+    past its deadline (`timed_out`). `reason` is the one-line why, without the URL."""
 
     def __init__(self, reason: str, timed_out: bool) -> None:
         super().__init__(reason)
@@ -123,7 +146,8 @@ def method_of(config: Mapping[str, Any]) -> str:
 
 
 def is_read_only(config: Mapping[str, Any]) -> bool:
-    """GET, HEAD and OPTIONS only read, so a dry-run may send them for real."""
+    """GET, HEAD and OPTIONS are meant only to read. Not guaranteed: a server may act on
+    any request (a webhook, an admin endpoint), so a dry-run never sends one."""
     return method_of(config) in READ_ONLY_METHODS
 
 
@@ -192,15 +216,8 @@ def _send(call: dict[str, Any], timeout: float, cancel: threading.Event) -> Step
     start = time.monotonic()
     request_line = f"{call['method']} {request_url(call['url'], call['params'])}"
     try:
-        with httpx.Client(
-            verify=call["verify"], timeout=timeout, follow_redirects=call["follow_redirects"]
-        ) as client:
-            response = client.send(_build_request(client, call), stream=True)
-            try:
-                body, truncated = _read_body(response, start + timeout, timeout, cancel)
-            finally:
-                response.close()
-    except _Stopped as stop:
+        response, body, truncated = exchange(call, timeout, cancel)
+    except RequestStopped as stop:
         return StepResult.failure(
             f"{stop.reason}: {request_line}",
             timed_out=stop.timed_out,
@@ -219,6 +236,133 @@ def _send(call: dict[str, Any], timeout: float, cancel: threading.Event) -> Step
     return StepResult(ok=True, fields=fields, output=fields["text"], elapsed=elapsed, call=call)
 
 
+_POLL_SECONDS = 0.05
+_SETTLE_SECONDS = 0.5
+
+
+def exchange(
+    call: Mapping[str, Any], timeout: float, cancel: threading.Event
+) -> tuple[httpx.Response, bytes, bool]:
+    """Send `call` and read its response within `timeout` seconds in total: connecting,
+    sending, the status line and headers, and the body (at most MAX_BODY bytes).
+
+    httpx's timeouts bound each network operation, not their sum, so a server
+    sending a byte a second would hold a request for ever. The request runs on
+    a thread of its own while this one watches the clock and `cancel`; when
+    either fires, the sockets it opened are shut down (which wakes a read or
+    write blocked on them) and RequestStopped is raised without waiting for
+    more than a moment. Returns the (closed) response, its body and whether the
+    body was cut; httpx's own errors are raised as they come. `call` is the
+    shape `plan()` shows (method, url, params, headers, json/body, verify,
+    follow_redirects).
+    """
+    deadline = time.monotonic() + timeout
+    watch = _Watch()
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append(_exchange(call, timeout, deadline, watch))
+        except BaseException as exc:  # handed over to the waiting thread
+            outcome.append(exc)
+        finally:
+            watch.close()
+            done.set()
+
+    threading.Thread(target=work, name="http-request", daemon=True).start()
+    while not done.wait(min(_POLL_SECONDS, max(deadline - time.monotonic(), 0.0))):
+        if cancel.is_set() or time.monotonic() >= deadline:
+            watch.abandon()
+            done.wait(_SETTLE_SECONDS)  # a moment to close the connection cleanly
+            if cancel.is_set():
+                raise RequestStopped("cancelled", timed_out=False)
+            raise RequestStopped(f"timed out after {float(timeout)}s", timed_out=True)
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result  # type: ignore[no-any-return]
+
+
+def json_post(url: str, body: Any) -> dict[str, Any]:
+    """The call for `exchange` that POSTs `body` as JSON to `url` (webhooks), TLS verified."""
+    return {
+        "method": "POST",
+        "url": url,
+        "params": {},
+        "headers": {},
+        "json": body,
+        "verify": True,
+        "follow_redirects": False,
+    }
+
+
+def _exchange(
+    call: Mapping[str, Any], timeout: float, deadline: float, watch: _Watch
+) -> tuple[httpx.Response, bytes, bool]:
+    import httpx
+
+    with httpx.Client(
+        verify=call["verify"], timeout=timeout, follow_redirects=call["follow_redirects"]
+    ) as client:
+        request = _build_request(client, call)
+        request.extensions["trace"] = watch.trace  # kept on redirects
+        response = client.send(request, stream=True)
+        try:
+            body, truncated = _read_body(response, deadline, timeout, watch)
+        finally:
+            response.close()
+    return response, body, truncated
+
+
+class _Watch:
+    """The sockets one request opened, so that another thread can cut them off.
+
+    httpcore reports each new connection through the request's `trace`
+    extension; a duplicate of its socket is kept (TLS takes the original
+    over), and `shutdown` on it ends any read or write in progress at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+        self.abandoned = False
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            if self._closed:
+                return
+            with contextlib.suppress(OSError):
+                self._sockets.append(sock.dup())
+                if self.abandoned:
+                    _cut(self._sockets[-1])
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            for sock in self._sockets:
+                _cut(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _build_request(client: httpx.Client, call: Mapping[str, Any]) -> httpx.Request:
     """The httpx request; a value httpx cannot encode is the runbook's error, said plainly."""
     kwargs: dict[str, Any] = {"headers": call["headers"]}
@@ -226,28 +370,51 @@ def _build_request(client: httpx.Client, call: Mapping[str, Any]) -> httpx.Reque
         kwargs["json"] = call["json"]
     elif "body" in call:
         kwargs["content"] = str(call["body"]).encode("utf-8")
+    problem = url_problem(call["url"]) or _header_problem(call["headers"])
+    if problem is not None:
+        raise RequestStopped(problem, timed_out=False)
     try:
         return client.build_request(
             call["method"], request_url(call["url"], call["params"]), **kwargs
         )
     except (UnicodeError, ValueError, TypeError) as exc:  # e.g. a non-ASCII header value
-        raise _Stopped(f"invalid request ({_one_line(str(exc))})", timed_out=False) from exc
+        raise RequestStopped(f"invalid request ({_one_line(str(exc))})", timed_out=False) from exc
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` is not an absolute http(s) URL this executor will request, or None."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "invalid URL (it holds a control character, e.g. a line break)"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        return f"invalid URL ({_one_line(str(exc))})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"unsupported URL (scheme {parts.scheme or 'missing'!r}: use http:// or https://)"
+    if not host:
+        return "invalid URL (no host)"
+    return None
+
+
+def _header_problem(headers: Mapping[str, str]) -> str | None:
+    """A header that would split the request (CR, LF or NUL in its name or value)."""
+    for name, value in headers.items():
+        if any(ch in f"{name}{value}" for ch in "\r\n\0"):
+            return f"invalid request (header {_one_line(name)!r} holds a line break or NUL)"
+    return None
 
 
 def _read_body(
-    response: httpx.Response, deadline: float, timeout: float, cancel: threading.Event
+    response: httpx.Response, deadline: float, timeout: float, watch: _Watch
 ) -> tuple[bytes, bool]:
-    """Read at most MAX_BODY bytes, giving up on cancel or when the whole budget is spent.
-
-    httpx's timeout bounds each read; a server trickling bytes could still hold
-    the step forever without the overall deadline checked here.
-    """
+    """Read at most MAX_BODY bytes, giving up when abandoned or the whole budget is spent."""
     body = bytearray()
     for chunk in response.iter_bytes():
-        if cancel.is_set():
-            raise _Stopped("cancelled", timed_out=False)
+        if watch.abandoned:
+            raise RequestStopped("cancelled", timed_out=False)
         if time.monotonic() > deadline:
-            raise _Stopped(f"timed out after {float(timeout)}s", timed_out=True)
+            raise RequestStopped(f"timed out after {float(timeout)}s", timed_out=True)
         room = MAX_BODY - len(body)
         body += chunk[:room]
         if len(chunk) > room:
@@ -335,6 +502,7 @@ SPEC = ExecutorSpec(
     read_only=False,
     read_only_when=is_read_only,
     default_expect=("200 <= status < 300",),
+    url_fields=("url",),
     description="Send one HTTP request (TLS verified, redirects not followed by default) and "
     "expose status, headers, JSON body, text and latency; GET/HEAD/OPTIONS are read-only.",
     result_fields=RESULT_FIELDS,

@@ -1,11 +1,12 @@
 """The `journald` executor: journal entries for units, parsed from `journalctl -o json`.
 
-Read-only by nature, so a dry-run may run it. It is written on top of a
-transport like shell and systemd: the same step reads this machine's journal,
-one host's or a fleet's. Every option is passed as `--name=value`, so a
-rendered value can never become another option (`--unit=--file=/etc/shadow`
-stays a unit name). `file`/`directory` read exported or copied journal files,
-which is also how the tests read real journals made by systemd-journal-remote.
+Read-only by nature, so a dry-run may run it (with the host's own journalctl).
+It is written on top of a transport like shell and systemd: the same step reads
+this machine's journal, one host's or a fleet's. Every option is passed as
+`--name=value`, so a rendered value can never become another option
+(`--unit=--file=/etc/shadow` stays a unit name). `file`/`directory` read
+exported or copied journal files, which is also how the tests read real
+journals made by systemd-journal-remote.
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+    on_target,
+    run_command,
+)
 
 from .unit_commands import ONE_OR_MORE_STRINGS, planned_command
 
@@ -149,8 +158,6 @@ def summarise(stdout: str) -> dict[str, Any]:
 
 
 def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> StepResult:
-    from runbook.run.connections import run_command
-
     call = plan(config, PlanContext(ctx.step_id, ctx.target)).detail
     result = run_command(conn, journal_argv(config), ctx, call=call, program_required=True)
     if not result.ok:
@@ -168,9 +175,14 @@ def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> Step
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Read the entries on every host of the target."""
-    from runbook.run.connections import on_target
-
     return on_target(ctx, config.get("target"), lambda conn, host: _host_result(config, ctx, conn))
+
+
+def side_effect_free(config: Mapping[str, Any]) -> bool:
+    """Every read: the host's own `journalctl` with fixed `--name=value` read options
+    (no option that vacuums, rotates or flushes can be formed). Not a step that names
+    another `journalctl` program (that could be any program)."""
+    return bool(config.get("journalctl", "journalctl") == "journalctl")
 
 
 SPEC = ExecutorSpec(
@@ -179,6 +191,7 @@ SPEC = ExecutorSpec(
     plan=plan,
     run=run,
     read_only=True,
+    side_effect_free_when=side_effect_free,
     description="Journal entries (journalctl -o json) for units, time ranges, priorities and "
     "patterns; counts by priority; local or over a target's transport.",
     result_fields=RESULT_FIELDS,

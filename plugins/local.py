@@ -13,9 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runbook import hookimpl
-from runbook.run.connections import CommandOutcome, Connection, TransportSpec
-from runbook.run.inventory import Host
+from runbook.contract import CommandOutcome, Connection, Host, TransportSpec, hookimpl
 
 
 class LocalConnection:

@@ -13,9 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
-from runbook.errors import OperatorDeclined
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    OperatorDeclined,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+)
 
 SCHEMA: Mapping[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -101,7 +107,8 @@ SPEC = ExecutorSpec(
     plan=plan,
     run=run,
     read_only=False,
-    needs_confirmation=False,
+    needs_confirmation=False,  # the question is the gate
+    talks_to_person=True,
     description="Ask the operator a question (optionally one of `choices`) and record the "
     "answer; takes --answer STEP=TEXT when there is no terminal.",
     result_fields=RESULT_FIELDS,

@@ -15,8 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+)
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -57,7 +63,8 @@ SCHEMA: Mapping[str, Any] = {
             "default": False,
         },
         "timeout": {
-            "description": "Seconds allowed for the webhook call. Default 5.",
+            "description": "Seconds allowed for the whole webhook call (connecting, "
+            "sending and the answer), in total. Default 5.",
             "type": "number",
             "exclusiveMinimum": 0,
             "default": DEFAULT_TIMEOUT,
@@ -109,6 +116,11 @@ def payload(config: Mapping[str, Any]) -> dict[str, str]:
     return body
 
 
+def prints_message(config: Mapping[str, Any]) -> bool:
+    """Whether the console shows the message (`stdout`, default true)."""
+    return bool(config.get("stdout", True))
+
+
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Deliver to the webhook (if any); the runner prints the message when `stdout`."""
     call = _call(config)
@@ -118,7 +130,7 @@ def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
         "delivered": False,
         "webhook_status": None,
         "webhook_error": None,
-        "stdout": bool(config.get("stdout", True)),
+        "stdout": prints_message(config),
     }
     start = time.monotonic()
     timed_out = False
@@ -142,7 +154,7 @@ def _deliver(config: Mapping[str, Any], ctx: ExecContext, fields: dict[str, Any]
     """POST the payload; fill delivered/webhook_status/webhook_error. True on a timeout."""
     import httpx
 
-    from .http import describe_error, effective_timeout
+    from .http import RequestStopped, describe_error, effective_timeout, exchange, json_post
 
     url = str(config["webhook"])
     where = f"POST {_redacted(url)}"
@@ -150,9 +162,11 @@ def _deliver(config: Mapping[str, Any], ctx: ExecContext, fields: dict[str, Any]
         fields["webhook_error"] = f"cancelled: {where}"
         return False
     timeout = effective_timeout(float(config.get("timeout", DEFAULT_TIMEOUT)), ctx.timeout)
-    try:
-        with httpx.Client(timeout=timeout) as client:
-            response = client.post(url, json=payload(config))
+    try:  # the timeout bounds the whole delivery, however slowly the receiver answers
+        response, body, _ = exchange(json_post(url, payload(config)), timeout, ctx.cancel)
+    except RequestStopped as stop:
+        fields["webhook_error"] = f"{stop.reason}: {where}"
+        return stop.timed_out
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         fields["webhook_error"] = f"{describe_error(exc, timeout)}: {where}"
         return isinstance(exc, httpx.TimeoutException)
@@ -160,7 +174,7 @@ def _deliver(config: Mapping[str, Any], ctx: ExecContext, fields: dict[str, Any]
     if response.is_success:
         fields["delivered"] = True
     else:
-        reply = " ".join(response.text[:200].split())
+        reply = " ".join(body[:800].decode("utf-8", "replace")[:200].split())
         fields["webhook_error"] = (
             f"webhook answered {response.status_code} {response.reason_phrase}: {where}"
             + (f" ({reply})" if reply else "")
@@ -188,7 +202,10 @@ SPEC = ExecutorSpec(
     plan=plan,
     run=run,
     read_only=False,
-    needs_confirmation=False,
+    needs_confirmation=False,  # telling people is not a change to confirm
+    talks_to_person=True,
+    shows_output=prints_message,
+    url_fields=("webhook",),
     description="Print a message and optionally POST it to a Slack-compatible webhook; a "
     "failed delivery is recorded, and fails the step only with fail_on_error.",
     result_fields=RESULT_FIELDS,

@@ -9,7 +9,10 @@ watches a run's steps and sends, at most once each per run:
 - Resolved: the first resolve-phase check that passes, if no resolve step failed.
 
 Each message states severity, impact, status and when the next update is due
-(the severity's update cadence from `runbook.report.sla`, seed 003: P0 every 15m).
+(the severity's update cadence, `runbook.contract.update_cadence`: seed 003's P0
+every 15m unless the operator's SLA file says otherwise), and the incident log's
+chain head at that moment: a copy of its seq and sha256 kept by the chat or the
+pager pins the log up to there (`runbook log verify LOG --expect SEQ:HASH`).
 Configure with `RUNBOOK_NOTIFY_WEBHOOK` (a Slack-compatible incoming webhook;
 its URL is a credential, never printed: errors name only scheme and host)
 and/or `RUNBOOK_NOTIFY_STDOUT=1` (one JSON line per message on stdout, safe
@@ -19,7 +22,6 @@ raised, which the runner records as `observer.error` without failing the run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -28,35 +30,31 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runbook import StepEvent, hookimpl
+from runbook.contract import StepEvent, StepStatus, format_duration, hookimpl, update_cadence
 
 WEBHOOK_ENV = "RUNBOOK_NOTIFY_WEBHOOK"
 STDOUT_ENV = "RUNBOOK_NOTIFY_STDOUT"
 TIMEOUT = 5.0
-_FAILING = ("failed", "error", "timeout")
+_FAILING = frozenset({StepStatus.FAILED, StepStatus.ERROR, StepStatus.TIMEOUT})
 
 
 def _next_update(severity: str, now: datetime) -> str:
-    from runbook.report import sla
-
-    target = sla.DEFAULT_TARGETS.get(severity)
-    with contextlib.suppress(Exception):  # a broken SLA file must not silence the alert
-        target = sla.load_targets().get(severity, target)
-    if target is None:
+    every = update_cadence(severity)
+    if every is None:
         return "as soon as there is news"
-    due = now + timedelta(seconds=target.update_every)
-    return f"by {due:%H:%M} UTC (every {sla.format_duration(target.update_every)} for {severity})"
+    due = now + timedelta(seconds=every)
+    return f"by {due:%H:%M} UTC (every {format_duration(every)} for {severity})"
 
 
 def _which(event: StepEvent, sent: set[str]) -> str | None:
     """Which message (if any) this finished step calls for, given what was sent."""
     if event.phase == "detect" and event.kind == "check" and event.status in _FAILING:
         return "initial"
-    if event.phase == "mitigate" and event.kind == "action" and event.status == "passed":
+    if event.phase == "mitigate" and event.kind == "action" and event.status == StepStatus.PASSED:
         return "update"
     if event.phase == "resolve" and event.status in _FAILING:
         sent.add("resolve-failed")
-    elif event.phase == "resolve" and event.kind == "check" and event.status == "passed":
+    elif event.phase == "resolve" and event.kind == "check" and event.status == StepStatus.PASSED:
         return None if "resolve-failed" in sent else "resolved"
     return None
 
@@ -94,7 +92,17 @@ def message(kind: str, event: StepEvent, now: datetime) -> str:
             "Next update: none; post-mortem: runbook report LOG --format postmortem",
         ],
     }[kind]
-    return "\n".join([*lines, f"Run: {event.run_id} ({event.runbook})"])
+    return "\n".join([*lines, f"Run: {event.run_id} ({event.runbook})", *_log_head(event)])
+
+
+def _log_head(event: StepEvent) -> list[str]:
+    """The incident log's chain head when the step finished: sent out, it pins the log."""
+    if not event.log_hash:
+        return []
+    return [
+        f"Log head: seq {event.log_seq} sha256 {event.log_hash} "
+        f"(runbook log verify LOG --expect {event.log_seq}:{event.log_hash})"
+    ]
 
 
 def payload(kind: str, event: StepEvent, now: datetime) -> dict[str, Any]:
@@ -109,6 +117,8 @@ def payload(kind: str, event: StepEvent, now: datetime) -> dict[str, Any]:
             "run_id": event.run_id,
             "runbook": event.runbook,
             "step": event.step_id,
+            "log_seq": event.log_seq,
+            "log_sha256": event.log_hash,
         },
     }
 
@@ -128,10 +138,12 @@ def post(url: str, body: Mapping[str, Any]) -> None:
     """POST `body`; raise RuntimeError naming only scheme://host when it fails."""
     import httpx
 
+    from .http import RequestStopped, exchange, json_post
+
     where = _redacted(url)
-    try:
-        response = httpx.post(url, json=dict(body), timeout=TIMEOUT)
-    except httpx.HTTPError as exc:
+    try:  # TIMEOUT bounds the whole delivery: a slow receiver cannot hold the run
+        response = exchange(json_post(url, dict(body)), TIMEOUT, threading.Event())[0]
+    except (httpx.HTTPError, httpx.InvalidURL, RequestStopped) as exc:
         reason = str(exc).replace(url, where) or type(exc).__name__
         raise RuntimeError(f"webhook {where} failed: {reason}") from None
     if not response.is_success:

@@ -4,7 +4,8 @@ Each of them takes exactly one operation key plus connection settings, e.g.
 `kubernetes: {scale: {deployment: api, replicas: 5}, namespace: prod}`. Keeping
 that shape in one place means the three schemas, plans and error messages look
 alike to a runbook author, and a step naming two operations is a schema error
-at load time rather than a surprise at 3 a.m.
+at load time rather than a surprise at 3 a.m. Each property is built with the
+contract's `prop()`, so numbers and booleans may also be a `{{ template }}`.
 """
 
 from __future__ import annotations
@@ -42,20 +43,6 @@ def operation(config: Mapping[str, Any], names: Mapping[str, Any]) -> tuple[str,
         if name in config:
             return name, dict(config[name] or {})
     raise ValueError("no operation given; expected one of: " + ", ".join(names))
-
-
-TEMPLATE = {"type": "string", "pattern": r"\{\{.*\}\}"}
-
-
-def prop(kind: str, description: str, **extra: Any) -> dict[str, Any]:
-    """A described property; keeps the schemas short and every key documented.
-
-    Numbers and booleans may also be a `{{ template }}` (rendered to its native
-    type before the executor sees it), since schemas are checked before rendering.
-    """
-    if kind == "string":
-        return {"type": kind, "description": description, **extra}
-    return {"description": description, "anyOf": [{"type": kind, **extra}, TEMPLATE]}
 
 
 def one_line(text: str) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Literal
 
-from runbook.load.model import Target
+from runbook.contract import Target
 
 POLL_INTERVAL = 0.05
 """How often a waiting loop looks at the cancel event and the clock."""

@@ -8,12 +8,10 @@ reported like any other.
 
 from __future__ import annotations
 
-from runbook import ReportFormat, hookimpl
+from runbook.contract import ReportFormat, builtin_report_formats, hookimpl
 
 
 @hookimpl
 def runbook_report_formats() -> list[ReportFormat]:
     """postmortem, json, junit and html (see `runbook.report`)."""
-    from runbook.report import builtin_formats
-
-    return builtin_formats()
+    return builtin_report_formats()

@@ -13,8 +13,16 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+    on_target,
+    run_command,
+)
 
 SHELL = ("/bin/sh", "-c")
 DEFAULT_MAX_OUTPUT = 1024 * 1024
@@ -113,8 +121,6 @@ def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     The same argv runs through whichever transport the target uses; over SSH
     it is shlex-joined, so every item stays exactly one remote argument.
     """
-    from runbook.run.connections import on_target, run_command
-
     call = _call(config)
     if ctx.cancel.is_set():
         return StepResult.failure("cancelled", call=call)

@@ -8,12 +8,20 @@ run's log header says so). argv is joined with `shlex.join`, so a rendered
 value is one argument to the remote shell whatever it contains. The remote
 shell prints its pid (the session's process group, sshd calls setsid) before
 exec'ing the command, so a timeout can kill the command and all it spawned
-instead of leaving it running on the host. paramiko is imported on first
+instead of leaving it running on the host. A connection lost mid-command (the
+channel closes with no exit status and the transport is gone) fails that host
+with the reason, never a made-up exit code; the command's process group is
+then ended over a new connection. Sessions are pty-less on purpose: stdout and
+stderr stay apart, and without a pty OpenSSH's sshd sends the command no
+SIGHUP when the connection dies -- the command only notices when it next
+writes (SIGPIPE) -- so a fresh connection running `kill -- -PGID` is the one
+way that works whatever the command does. paramiko is imported on first
 connect, so a CLI without the extra still works for everything else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import socket
@@ -23,15 +31,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runbook import hookimpl
-from runbook.run.connections import CommandOutcome, Connection, TransportError, TransportSpec
-from runbook.run.inventory import Host
+from runbook.contract import (
+    CommandOutcome,
+    Connection,
+    Host,
+    TransportError,
+    TransportSpec,
+    hookimpl,
+    import_optional,
+)
 
 POLL = 0.05
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KEEPALIVE = 30
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 KILL_GRACE = 0.3
+RECONNECT_TIMEOUT = 5.0
+LOSS_SETTLE = 1.0
+"""Seconds to wait, after a channel closed without an exit status, for paramiko to mark
+the whole transport dead (it closes the channels first, then the transport)."""
 
 
 @dataclass(frozen=True)
@@ -144,11 +162,9 @@ def _jump_socket(s: Settings, options: Mapping[str, Any]) -> tuple[Any, Any]:
     return jump, channel
 
 
-def _open_client(host: Host, options: Mapping[str, Any]) -> Any:
-    from runbook.registry import import_optional
-
+def _open_client(host: Host, options: Mapping[str, Any], s: Settings | None = None) -> Any:
     paramiko = import_optional("paramiko", "ssh")
-    s = settings(host, options)
+    s = s or settings(host, options)
     if s.key_file and not os.path.isfile(s.key_file):
         raise TransportError(f"{host.name}: SSH key file not found: {s.key_file}")
     client = paramiko.SSHClient()
@@ -215,9 +231,17 @@ def remote_command(argv: Sequence[str], env: Mapping[str, str] | None, cwd: str 
 class SshConnection:
     """One paramiko client to one host; each command is its own channel."""
 
-    def __init__(self, host: Host, client: Any) -> None:
+    def __init__(
+        self, host: Host, client: Any, s: Settings, options: Mapping[str, Any] | None = None
+    ) -> None:
         self.host = host
         self._client = client
+        self._settings = s
+        self._options = dict(options or {})
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host.name} ({self._settings.address}:{self._settings.port})"
 
     def run(
         self,
@@ -240,7 +264,9 @@ class SshConnection:
                 channel.sendall(stdin)
             channel.shutdown_write()
         except Exception as exc:
-            raise TransportError(f"{self.host.name}: connection lost: {exc}") from None
+            raise TransportError(
+                f"connection to {self._where} lost before the command started: {_reason(exc)}"
+            ) from None
         out, err = BoundedBuffer(max_output + 32), BoundedBuffer(max_output)
         deadline = None if timeout is None else started + timeout
         stopped = _pump(channel, out, err, deadline, cancel)
@@ -248,7 +274,10 @@ class SshConnection:
         pid = int(pid_line) if pid_line.strip().isdigit() else None
         if stopped != "exited":
             self._kill(pid)
-        code = channel.recv_exit_status() if stopped == "exited" else None
+        elif channel.exit_status < 0:  # closed without an exit status: no code to report
+            channel.close()
+            raise self._lost(pid)
+        code = channel.exit_status if stopped == "exited" else None
         channel.close()
         out.data = bytearray(stdout)
         return CommandOutcome(
@@ -257,23 +286,80 @@ class SshConnection:
 
     def _kill(self, pid: int | None) -> None:
         """TERM then KILL the command's process group on the host, over a new channel."""
-        if pid is None:
-            return
-        group = f"-- -{pid} 2>/dev/null"
-        line = f"kill -TERM {group}; sleep {KILL_GRACE}; kill -KILL {group}; true"
         try:
-            channel = self._client.get_transport().open_session(timeout=DEFAULT_CONNECT_TIMEOUT)
-            channel.exec_command(line)
-            channel.status_event.wait(KILL_GRACE + 5)
-            channel.close()
+            _kill_group(self._client, pid)
         except Exception:  # the host is gone: nothing left to kill from here
             return
 
+    def _lost(self, pid: int | None) -> TransportError:
+        """Why a channel closed without an exit status, after ending what is left of it."""
+        transport = self._client.get_transport()
+        deadline = time.monotonic() + LOSS_SETTLE
+        while transport is not None and transport.is_active() and time.monotonic() < deadline:
+            time.sleep(POLL / 5)
+        if transport is not None and transport.is_active():
+            # sshd closed this channel alone (e.g. the command died of a signal, which
+            # paramiko does not report): the connection is fine, the status unknown
+            self._kill(pid)
+            return TransportError(
+                f"command on {self._where} ended without an exit status "
+                "(killed by a signal, or the server closed the session)"
+            )
+        exc = transport.get_exception() if transport is not None else None
+        reason = "EOF" if exc is None or isinstance(exc, EOFError) else _reason(exc)
+        return TransportError(
+            f"connection to {self._where} lost during command: {reason}; {self._end_orphan(pid)}"
+        )
+
+    def _end_orphan(self, pid: int | None) -> str:
+        """Kill the process group of a command whose connection died, over a new connection."""
+        if pid is None:
+            return "its pid was not received, so it may still be running there"
+        quick = dataclasses.replace(
+            self._settings, connect_timeout=min(self._settings.connect_timeout, RECONNECT_TIMEOUT)
+        )
+        try:
+            client = _open_client(self.host, self._options, quick)
+        except Exception as exc:
+            return f"the command (pid {pid}) may still be running there: cannot reconnect: {exc}"
+        try:
+            _kill_group(client, pid)
+        except Exception as exc:
+            return f"the command (pid {pid}) may still be running there: {_reason(exc)}"
+        finally:
+            _close_client(client)
+        return f"its process group (pid {pid}) was ended over a new connection"
+
     def close(self) -> None:
-        jump = getattr(self._client, "_runbook_jump", None)
-        self._client.close()
-        if jump is not None:
-            jump.close()
+        _close_client(self._client)
+
+
+def _close_client(client: Any) -> None:
+    jump = getattr(client, "_runbook_jump", None)
+    client.close()
+    if jump is not None:
+        jump.close()
+
+
+def _kill_group(client: Any, pid: int | None) -> None:
+    """TERM, then KILL, the process group `pid` leads (sshd made it a session leader)."""
+    if pid is None:
+        return
+    group = f"-- -{pid} 2>/dev/null"
+    line = f"kill -TERM {group}; sleep {KILL_GRACE}; kill -KILL {group}; true"
+    channel = client.get_transport().open_session(timeout=DEFAULT_CONNECT_TIMEOUT)
+    channel.exec_command(line)
+    channel.status_event.wait(KILL_GRACE + 5)
+    channel.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a broken connection: the OS words when there are some."""
+    if isinstance(exc, EOFError):
+        return "EOF"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def _pump(channel: Any, out: Any, err: Any, deadline: float | None, cancel: threading.Event) -> str:
@@ -303,7 +389,8 @@ def _pump(channel: Any, out: Any, err: Any, deadline: float | None, cancel: thre
 
 
 def connect(host: Host, options: Mapping[str, Any]) -> Connection:
-    return SshConnection(host, _open_client(host, options))
+    s = settings(host, options)
+    return SshConnection(host, _open_client(host, options, s), s, options)
 
 
 def check(options: Mapping[str, Any]) -> list[str]:

@@ -14,8 +14,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+    on_target,
+    run_command,
+)
 
 from .unit_commands import ONE_OR_MORE_STRINGS, planned_command
 
@@ -128,8 +136,6 @@ def _unit_fields(props: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> StepResult:
-    from runbook.run.connections import run_command
-
     call = plan(config, ctx_plan(ctx)).detail
     op_result = run_command(conn, op_argv(config), ctx, call=call, program_required=True)
     if not op_result.ok:
@@ -166,12 +172,17 @@ def ctx_plan(ctx: ExecContext) -> PlanContext:
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Run the operation (and the `show` after it) on every host of the target."""
-    from runbook.run.connections import on_target
-
     bad = [u for u in _operation(config)[1] if not UNIT_NAME.match(u)]
     if bad:  # a rendered value must never become an option or a second unit list
         return StepResult.failure(f"invalid unit name {bad[0]!r}: expected e.g. 'nginx.service'")
     return on_target(ctx, config.get("target"), lambda conn, host: _host_result(config, ctx, conn))
+
+
+def side_effect_free(config: Mapping[str, Any]) -> bool:
+    """`status`, `is_active`, `is_enabled`: the host's own `systemctl` with a fixed verb
+    and checked unit names, which only reads. Not start/stop/restart/reload, and not a
+    step that names another `systemctl` program (that could be any program)."""
+    return read_only(config) and config.get("systemctl", "systemctl") == "systemctl"
 
 
 SPEC = ExecutorSpec(
@@ -181,6 +192,7 @@ SPEC = ExecutorSpec(
     run=run,
     read_only=False,
     read_only_when=read_only,
+    side_effect_free_when=side_effect_free,
     default_expect=("exit_code == 0",),
     description="Status, is-active, is-enabled, start/stop/restart/reload of systemd units, "
     "here or over a target's transport; fields parsed from `systemctl show -p`.",

@@ -1,8 +1,10 @@
 """runbook: incident runbooks as code.
 
 The public surface is deliberately small: what a plugin author needs to write
-an executor. Attributes are resolved lazily so `runbook --help` imports
-nothing but the standard library.
+an executor or a transport. Every name here comes from `runbook.contract`, the
+whole plugin contract (schema helpers, `on_target`, `run_command`, every
+exception a plugin raises or catches). Attributes are resolved lazily so
+`runbook --help` imports nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -12,45 +14,47 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "CommandOutcome",
+    "Connection",
     "ExecContext",
     "ExecutorSpec",
+    "Host",
     "PlanContext",
     "PlannedCall",
     "ReportFormat",
+    "RunbookError",
     "StepEvent",
     "StepResult",
+    "Target",
+    "TransportError",
+    "TransportSpec",
     "__version__",
     "hookimpl",
 ]
 
 if TYPE_CHECKING:
     from runbook.contract import (
+        CommandOutcome,
+        Connection,
         ExecContext,
         ExecutorSpec,
+        Host,
         PlanContext,
         PlannedCall,
         ReportFormat,
+        RunbookError,
         StepEvent,
         StepResult,
+        Target,
+        TransportError,
+        TransportSpec,
+        hookimpl,
     )
-    from runbook.hookspecs import hookimpl
-
-_LAZY = {
-    "hookimpl": "runbook.hookspecs",
-    "ExecContext": "runbook.contract",
-    "ExecutorSpec": "runbook.contract",
-    "PlanContext": "runbook.contract",
-    "PlannedCall": "runbook.contract",
-    "ReportFormat": "runbook.contract",
-    "StepEvent": "runbook.contract",
-    "StepResult": "runbook.contract",
-}
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
+    if name not in __all__:
         raise AttributeError(f"module 'runbook' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module_name), name)
+    return getattr(importlib.import_module("runbook.contract"), name)

@@ -18,8 +18,14 @@ the only place that catches broadly; everything else raises one of these.
     ├── StepTimeout              exit 4: the run deadline was hit
     ├── JournalCorrupt           exit 5: the incident log failed verification
     ├── ExecutorError            exit 1: an executor could not do its job
-    │   └── MissingExtra         an optional dependency is not installed
-    └── Interrupted              exit 130: SIGINT/SIGTERM
+    │   ├── MissingExtra         an optional dependency is not installed
+    │   └── TransportError       one host cannot be reached or trusted (fails that host)
+    └── Interrupted              exit 130: SIGINT/SIGTERM/SIGHUP
+
+Modules add narrower kinds where they are raised (`InventoryError`,
+`ScenarioError`, `UnknownValue`, `EvaluationError`, a plugin's own
+`ClusterError`, ...); each derives from one of the classes above and keeps its
+exit code. Plugins get the ones they raise or catch from `runbook.contract`.
 """
 
 from __future__ import annotations
@@ -129,15 +135,24 @@ class ExecutorError(RunbookError):
 
 
 class MissingExtra(ExecutorError):
-    """An optional dependency is missing; the message names the pip command."""
+    """An optional dependency is missing; the message names the install command.
 
-    def __init__(self, module: str, extra: str) -> None:
+    The command is `pip install 'runbook-as-code[<extra>]'` unless `install`
+    names another (a third-party plugin's own distribution or extra).
+    """
+
+    def __init__(self, module: str, extra: str, install: str | None = None) -> None:
+        command = install or f"pip install 'runbook-as-code[{extra}]'"
         super().__init__(
-            f"the Python package '{module}' is not installed; "
-            f"install it with: pip install 'runbook-as-code[{extra}]'"
+            f"the Python package '{module}' is not installed; install it with: {command}"
         )
         self.module = module
         self.extra = extra
+        self.install = command
+
+
+class TransportError(ExecutorError):
+    """One host cannot be reached or trusted; fails that host's result, never the run."""
 
 
 class Interrupted(RunbookError):

@@ -2,20 +2,16 @@
 
 Plugins are modules (or objects) registered under the `runbook` entry-point
 group; the built-in executors in `runbook_plugins` use exactly the same route.
-Implement a hook by decorating a function with `runbook.hookimpl` and naming it
-as below. Collecting hooks (all results are gathered) return lists; observer
-hooks return None. Nothing here is `firstresult`: every plugin is heard.
+Implement a hook by decorating a function with `runbook.contract.hookimpl` and
+naming it as below; every type a hook takes or returns is in `runbook.contract`,
+the only module this one imports. Collecting hooks (all results are gathered)
+return lists; observer hooks return None. Nothing here is `firstresult`: every
+plugin is heard.
 """
 
 from __future__ import annotations
 
-import pluggy
-
-from runbook.contract import ExecutorSpec, ReportFormat, StepEvent
-from runbook.run.connections import TransportSpec
-
-hookspec = pluggy.HookspecMarker("runbook")
-hookimpl = pluggy.HookimplMarker("runbook")
+from runbook.contract import ExecutorSpec, ReportFormat, StepEvent, TransportSpec, hookspec
 
 
 @hookspec
@@ -36,7 +32,7 @@ def runbook_transports() -> list[TransportSpec]:  # type: ignore[empty-body]
     Called once, when the first step that runs commands needs a connection.
     A target's `transport:` names one (`local`, `ssh`, ...). `connect()` opens
     one connection per host, reused by every step of a run and closed when the
-    run ends; it raises `runbook.run.connections.TransportError` for a host that
+    run ends; it raises `runbook.contract.TransportError` for a host that
     cannot be reached or trusted, which fails only that host. Two plugins
     returning the same name is an error naming both. Import client libraries
     inside `connect()`, never at module import.

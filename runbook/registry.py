@@ -9,7 +9,6 @@ claiming one executor name is an error that names both.
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -19,21 +18,10 @@ from typing import Any, cast
 import pluggy
 
 from runbook import hookspecs
-from runbook.contract import ExecutorSpec, ReportFormat, StepEvent
+from runbook.contract import PROJECT, ExecutorSpec, ReportFormat, StepEvent, TransportSpec
 from runbook.errors import InvalidInput, UnknownExecutor
-from runbook.run.connections import TransportSpec
 
-ENTRY_POINT_GROUP = "runbook"
-
-# Executors we know of but which may live in a plugin that is not installed or
-# did not load; used to tell the user what to install instead of "unknown".
-KNOWN_PROVIDERS: Mapping[str, str] = {
-    "systemd": "pip install 'runbook-as-code' (built-in systemd plugin, issue: hosts)",
-    "journald": "pip install 'runbook-as-code' (built-in journald plugin, issue: hosts)",
-    "kubernetes": "pip install 'runbook-as-code[k8s]'",
-    "aws_rds": "pip install 'runbook-as-code[aws]'",
-    "postgres": "pip install 'runbook-as-code[pg]'",
-}
+ENTRY_POINT_GROUP = PROJECT
 
 
 @dataclass(frozen=True)
@@ -162,7 +150,7 @@ class PluginRegistry:
         return entry.spec
 
     def unknown_executor_message(self, name: str) -> str:
-        """Explain an unknown executor: what is installed, and what would provide it."""
+        """Why `name` is unknown: a close name, plugins that failed to load, what is installed."""
         installed = sorted(self._collect_executors())
         parts = [f"unknown executor '{name}'"]
         close = difflib.get_close_matches(name, installed, n=1)
@@ -171,8 +159,6 @@ class PluginRegistry:
         for failure in self.failures:
             if name in failure.name or name in failure.target:
                 parts.append(f"plugin '{failure.name}' failed to load: {failure.error}")
-        if name in KNOWN_PROVIDERS:
-            parts.append(f"it is provided by: {KNOWN_PROVIDERS[name]}")
         parts.append("installed executors: " + (", ".join(installed) or "none"))
         return "; ".join(parts)
 
@@ -233,13 +219,3 @@ class PluginRegistry:
     def versions(self) -> dict[str, str]:
         """Plugin name -> 'distribution version', for the incident-log header."""
         return {p.name: f"{p.distribution} {p.version}".strip() for p in self.plugins()}
-
-
-def import_optional(module: str, extra: str) -> ModuleType:
-    """Import an optional SDK, or raise MissingExtra with the exact pip command."""
-    from runbook.errors import MissingExtra
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtra(module, extra) from exc

@@ -16,10 +16,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+    import_optional,
+    prop,
+)
 
-from ..operations import op_schema, operation, prop
+from ..operations import op_schema, operation
 
 _INSTANCE = {"instance": prop("string", "DB instance identifier.", minLength=1)}
 OPERATIONS: Mapping[str, Mapping[str, Any]] = {
@@ -132,8 +140,6 @@ def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Make the call(s); AWS errors become one clear line, never a traceback."""
-    from runbook.registry import import_optional
-
     from .calls import call_operation, describe_error
 
     name, args = operation(config, OPERATIONS)
@@ -175,6 +181,14 @@ def _client(boto3: Any, settings: Mapping[str, str], ctx: ExecContext) -> Any:
     return client
 
 
+def side_effect_free(config: Mapping[str, Any]) -> bool:
+    """`describe_instance`, `events`: the fixed DescribeDBInstances/DescribeEvents API
+    calls, whatever the arguments. Not `reboot` or `failover_cluster`, and not
+    `wait_available`, which is not a check (it polls for up to `timeout`)."""
+    named = [op for op in OPERATIONS if op in config]
+    return bool(named) and set(named) <= {"describe_instance", "events"}
+
+
 SPEC = ExecutorSpec(
     name="aws_rds",
     schema=SCHEMA,
@@ -182,6 +196,7 @@ SPEC = ExecutorSpec(
     run=run,
     read_only=False,
     read_only_when=lambda config: "describe_instance" in config or "events" in config,
+    side_effect_free_when=side_effect_free,
     default_expect=("healthy",),
     description="Amazon RDS: describe an instance and its events, reboot (with failover), "
     "fail a cluster over, wait until available; boto3, extra 'aws'.",

@@ -17,10 +17,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+    import_optional,
+    prop,
+)
 
-from ..operations import op_schema, operation, prop
+from ..operations import op_schema, operation
 
 _DEPLOY = {"deployment": prop("string", "Deployment name.", minLength=1)}
 _SELECT = {
@@ -50,7 +58,11 @@ OPERATIONS: Mapping[str, Mapping[str, Any]] = {
             "container": prop("string", "Container (default: the first)."),
             "since": prop("string", "Only newer lines: '5m', '1h', '30s'."),
             "tail": prop("integer", "Last N lines per pod.", minimum=0),
-            "grep": prop("string", "Keep only lines matching this regular expression."),
+            "grep": prop(
+                "string",
+                "Keep only lines matching this regular expression (RE2 syntax: linear time, "
+                "no backreferences or lookaround).",
+            ),
         },
         "oneOf": [{"required": ["deployment"]}, {"required": ["pod"]}],
     },
@@ -209,8 +221,6 @@ def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Connect (client reused for the run), do the operation, turn API errors into one line."""
-    from runbook.registry import import_optional
-
     from .client import ClusterError, connect, describe_api_error
     from .ops import OPERATIONS as IMPL
 
@@ -235,6 +245,13 @@ def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     )
 
 
+def side_effect_free(config: Mapping[str, Any]) -> bool:
+    """`get`, `logs`, `top`, `rollout_status`: fixed GET/list requests to the API server,
+    whatever the arguments. Not the rollout actions, `scale` or `exec`."""
+    named = [op for op in OPERATIONS if op in config]
+    return bool(named) and set(named) <= READ_ONLY
+
+
 SPEC = ExecutorSpec(
     name="kubernetes",
     schema=SCHEMA,
@@ -242,6 +259,7 @@ SPEC = ExecutorSpec(
     run=run,
     read_only=False,
     read_only_when=lambda config: any(op in config for op in READ_ONLY),
+    side_effect_free_when=side_effect_free,
     default_expect=("healthy",),
     description="Kubernetes like kubectl: get/logs/top/rollout status (checks); rollout "
     "restart/undo/pause/resume, scale, exec (actions); official client, extra 'k8s'.",

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook.contract import ExecContext
+from runbook.contract import ExecContext, ExecutorError, import_optional
 
 from ..operations import one_line
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
-class ClusterError(Exception):
+class ClusterError(ExecutorError):
     """The cluster cannot be reached or configured; the message says what to fix."""
 
 
@@ -84,8 +84,6 @@ def kubeconfig_path(explicit: str | None) -> Path | None:
 
 def connect(config: Mapping[str, Any], ctx: ExecContext) -> Cluster:
     """The cluster for this step, reusing the run's client for the same kubeconfig/context."""
-    from runbook.registry import import_optional
-
     import_optional("kubernetes", "k8s")
     path = kubeconfig_path(_setting(config, ctx, "kubeconfig"))
     context = _setting(config, ctx, "context")

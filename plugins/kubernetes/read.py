@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from runbook.contract import ExecContext
+from runbook.contract import ExecContext, compile_pattern
 
 from .client import Cluster
 
@@ -197,6 +197,8 @@ def _event_summary(event: Any) -> dict[str, Any]:
 
 def logs(cluster: Cluster, args: Mapping[str, Any], ctx: ExecContext) -> tuple[dict[str, Any], str]:
     """Logs of one pod, or of each pod of a deployment prefixed `[pod/NAME]` (kubectl --prefix)."""
+    # RE2 (linear time): a grep cannot hang on the lines a pod writes; a bad one fails first
+    pattern = compile_pattern(str(args["grep"])) if args.get("grep") else None
     names = (
         [args["pod"]]
         if args.get("pod")
@@ -211,7 +213,6 @@ def logs(cluster: Cluster, args: Mapping[str, Any], ctx: ExecContext) -> tuple[d
         kwargs["tail_lines"] = int(args["tail"])
     if args.get("since"):
         kwargs["since_seconds"] = seconds(args["since"])
-    pattern = re.compile(args["grep"]) if args.get("grep") else None
     lines: list[str] = []
     for name in names:
         text = cluster.core().read_namespaced_pod_log(name, cluster.namespace, **kwargs)

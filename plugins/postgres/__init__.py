@@ -1,9 +1,16 @@
 """The `postgres` executor: the seeds' `psql`/`pg_isready` procedures as typed steps.
 
 Read-only checks (`ready`, `connections`, `activity`, `replication`, `query`)
-run inside a READ ONLY transaction, so even a mistyped `query` cannot change
-data; writes are possible only through the `execute` action, which the runner
-puts behind a confirmation. Connection settings come from the step, then from
+connect with `default_transaction_read_only=on` as a startup option and run in
+a READ ONLY transaction, so the server itself refuses writes and a `COMMIT`
+cannot escape into a writable transaction. Every step sends exactly one
+statement, as a prepared statement (the extended protocol refuses a second
+one), with values bound from `params:`; validation refuses `{{ }}` in `sql:`,
+so a value can never become SQL. Writes are possible only through the
+`execute` action, which the runner puts behind a confirmation. A dry-run runs
+only the built-in checks (fixed SQL); free-form `query` SQL can still call
+functions that act outside the transaction (pg_terminate_backend, dblink...),
+so a dry-run plans it instead. Connection settings come from the step, then from
 the target (`transport: postgres`), then libpq's own environment (PGHOST...).
 The password is a secret param: it is never part of a plan, a result or an
 error message (SDK messages are scrubbed of it). psycopg is imported inside
@@ -12,24 +19,48 @@ error message (SDK messages are scrubbed of it). psycopg is imported inside
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from runbook import hookimpl
-from runbook.contract import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+    import_optional,
+    prop,
+)
 
-from ..operations import one_line, op_schema, operation, prop, scrub
+from ..operations import one_line, op_schema, operation, scrub
 from .checks import CHECKS, run_check
 
 DEFAULT_CONNECT_TIMEOUT = 5
 CONNECTION_KEYS = ("dsn", "host", "port", "user", "dbname", "sslmode")
 
+# Matches the start of a `{{ }}` or `{% %}` template: refused in `sql`, see NO_TEMPLATE.
+TEMPLATE_START = r"\{\{|\{%"
+NO_TEMPLATE = {
+    "not": {"pattern": TEMPLATE_START},
+    "errorMessage": "a template in `sql` would be pasted into the SQL unquoted; write a "
+    "placeholder (%s or %(name)s) and give the value under `params:`, e.g. "
+    "`sql: SELECT * FROM t WHERE name = %(name)s` with "
+    "`params: {name: '{{ params.name }}'}`",
+}
 _SQL = {
-    "sql": prop("string", "The SQL statement; use %(name)s placeholders with `params`."),
+    "sql": prop(
+        "string",
+        "Exactly one SQL statement, sent as a prepared statement. No `{{ }}` templates: "
+        "use %s or %(name)s placeholders and `params` (a literal % is written %% then).",
+        allOf=[NO_TEMPLATE],
+    ),
     "params": {
-        "description": "Values bound to %(name)s placeholders (never pasted into the SQL).",
-        "type": "object",
+        "description": "Values bound to the placeholders, never pasted into the SQL: a list "
+        "for %s, a mapping for %(name)s; values may be templates.",
+        "type": ["array", "object"],
     },
 }
 OPERATIONS: Mapping[str, Mapping[str, Any]] = {
@@ -120,8 +151,6 @@ def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
 
 def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     """Connect, do the one operation, close; every failure is one line without the password."""
-    from runbook.registry import import_optional
-
     name, args = operation(config, OPERATIONS)
     settings = connection_settings(config, ctx.target)
     call = dict(plan(config, _plan_ctx(ctx)).detail)
@@ -153,14 +182,43 @@ def _plan_ctx(ctx: ExecContext) -> PlanContext:
     return PlanContext(ctx.step_id, ctx.target)
 
 
-def _connect(psycopg: Any, settings: Mapping[str, Any], timeout: float) -> Any:
+def _connect(
+    psycopg: Any,
+    settings: Mapping[str, Any],
+    timeout: float,
+    read_only: bool = True,
+    statement_ms: int | None = None,
+) -> Any:
     kwargs = {k: v for k, v in settings.items() if k != "dsn"}
+    dsn = str(settings.get("dsn", ""))
     return psycopg.connect(
-        str(settings.get("dsn", "")),
+        dsn,
         connect_timeout=max(1, int(timeout)),
         application_name="runbook",
+        options=session_options(dsn, read_only, statement_ms),
         **kwargs,
     )
+
+
+def session_options(dsn: str, read_only: bool, statement_ms: int | None = None) -> str:
+    """libpq `options` (server settings at connection start): the dsn's own, then ours.
+
+    Ours come last so they win over anything the dsn (or PGOPTIONS) says. Set at
+    start-up, `default_transaction_read_only` holds before any statement runs:
+    every transaction of the session, also one begun after a `COMMIT`, is
+    read-only. Turning it off takes a statement of its own; a step sends one.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    own = conninfo_to_dict(dsn).get("options") if dsn else None
+    base = str(own if own is not None else os.environ.get("PGOPTIONS", ""))
+    ours = []
+    if read_only:
+        ours.append("-c default_transaction_read_only=on")
+    if statement_ms is not None:
+        ours.append(f"-c statement_timeout={int(statement_ms)}")
+    # a trailing backslash would escape the space before our first option
+    return " ".join(part for part in (base.rstrip("\\").strip(), *ours) if part)
 
 
 def _with_connection(
@@ -173,11 +231,11 @@ def _with_connection(
 ) -> dict[str, Any]:
     from psycopg.rows import dict_row
 
-    with _connect(psycopg, settings, timeout) as conn:
+    read_only = name != "execute"
+    ms = int((ctx.timeout or 300) * 1000)
+    with _connect(psycopg, settings, timeout, read_only, ms) as conn:
         conn.row_factory = dict_row
-        conn.read_only = name != "execute"
-        ms = int((ctx.timeout or 300) * 1000)
-        conn.execute(f"SET statement_timeout = {ms}")
+        conn.read_only = read_only  # BEGIN READ ONLY, inside the read-only session
         if name in CHECKS:
             return run_check(conn, name, args)
         if name == "query":
@@ -185,9 +243,15 @@ def _with_connection(
         return {**_execute(conn, args), "healthy": True}
 
 
+def _one_statement(conn: Any, args: Mapping[str, Any]) -> Any:
+    """Send `sql` as one prepared statement, `params` bound: the server refuses a second
+    statement ("cannot insert multiple commands into a prepared statement")."""
+    return conn.execute(args["sql"], args.get("params") or None, prepare=True)
+
+
 def _query(conn: Any, args: Mapping[str, Any]) -> dict[str, Any]:
     max_rows = int(args.get("max_rows", 1000))
-    cur = conn.execute(args["sql"], args.get("params") or None)
+    cur = _one_statement(conn, args)
     rows = [dict(r) for r in cur.fetchmany(max_rows)] if cur.description else []
     columns = [c.name for c in cur.description or []]
     return {
@@ -199,7 +263,7 @@ def _query(conn: Any, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _execute(conn: Any, args: Mapping[str, Any]) -> dict[str, Any]:
-    cur = conn.execute(args["sql"], args.get("params") or None)
+    cur = _one_statement(conn, args)
     return {"status_message": cur.statusmessage, "row_count": cur.rowcount}
 
 
@@ -253,6 +317,15 @@ def _text(name: str, fields: Mapping[str, Any]) -> str:
     return describe(name, fields)
 
 
+def side_effect_free(config: Mapping[str, Any]) -> bool:
+    """`ready`, `connections`, `activity` and `replication`: a connection and fixed
+    catalog SQL in a read-only session, whatever the arguments. Not `query`: its SQL
+    is the author's, and even a read-only transaction lets it call functions that act
+    (pg_terminate_backend, pg_cancel_backend, dblink, set_config...). Not `execute`."""
+    named = [op for op in OPERATIONS if op in config]
+    return bool(named) and set(named) <= {"ready", *CHECKS}
+
+
 SPEC = ExecutorSpec(
     name="postgres",
     schema=SCHEMA,
@@ -260,6 +333,7 @@ SPEC = ExecutorSpec(
     run=run,
     read_only=False,
     read_only_when=lambda config: "execute" not in config,
+    side_effect_free_when=side_effect_free,
     default_expect=("healthy",),
     description="PostgreSQL checks (ready, connections, activity, replication, read-only "
     "query) and an `execute` action for statements that write; psycopg, extra 'pg'.",

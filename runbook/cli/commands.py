@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runbook import session
 from runbook.errors import ExitCode, InvalidInput, InvalidRunbook
+from runbook.session import Session
 
 
 def _out(text: str = "") -> None:
@@ -33,10 +33,8 @@ def _expand(paths: list[str]) -> list[Path]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from runbook.load.loader import load_runbook
-
-    registry = session.load_registry()
-    specs = session.executor_specs(registry)
+    session = Session()
+    specs = session.executors
     bad = 0
     for path in _expand(args.paths):
         if not path.is_file():
@@ -44,7 +42,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             continue
         try:
-            rb = load_runbook(path, specs, registry.unknown_executor_message)
+            rb = session.load_file(path)
         except InvalidRunbook as exc:
             for line in exc.errors:
                 print(line, file=sys.stderr)
@@ -69,11 +67,11 @@ def _lint(rb: Any, specs: Any) -> list[Any]:
 def cmd_schema(args: argparse.Namespace) -> int:
     from runbook.load import schema
 
-    registry = session.load_registry()
-    specs = session.executor_specs(registry)
+    session = Session()
+    specs = session.executors
     if args.executor:
         if args.executor not in specs:
-            raise InvalidInput(registry.unknown_executor_message(args.executor))
+            raise InvalidInput(session.registry.unknown_executor_message(args.executor))
         doc = schema.executor_schema(args.executor, specs)
     else:
         doc = schema.full_schema(specs)
@@ -82,7 +80,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    registry = session.load_registry()
+    registry = Session().registry
     entries = registry.executors()
     rows = [("EXECUTOR", "PLUGIN", "VERSION", "READ-ONLY", "DESCRIPTION")]
     for name in sorted(entries):
@@ -129,44 +127,25 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from runbook.cli.catalog import outline
 
-    registry = session.load_registry()
-    rb = session.load(args.runbook, registry)
-    _out(outline(rb, session.executor_specs(registry)))
+    session = Session()
+    rb = session.load(args.runbook)
+    _out(outline(rb, session.executors))
     return 0
 
 
 # -- plan / run ---------------------------------------------------------------------------
-def _prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
-    from runbook.load.params import parse_assignments, resolve_params
-
-    registry = session.load_registry()
-    rb = session.load(args.runbook, registry)
-    values = resolve_params(rb, parse_assignments(args.param))
-    return registry, rb, values
-
-
-def _prepare_run(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
-    """Like _prepare, but a --resume run takes its params from the interrupted run."""
-    if not args.resume:
-        return (*_prepare(args), None)
-    from runbook.load.params import parse_assignments, resolve_params
-    from runbook.run.resume import load_resume, merge_params
-
-    registry = session.load_registry()
-    rb = session.load(args.runbook, registry)
-    point = load_resume(Path(args.resume), rb)
-    values = resolve_params(rb, merge_params(point, parse_assignments(args.param)))
-    return registry, rb, values, point
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     from runbook.cli.catalog import format_plan
-    from runbook.plan.planner import build_plan
+    from runbook.load.params import parse_assignments
 
-    registry, rb, values = _prepare(args)
-    plan = build_plan(
-        rb, values, session.executor_specs(registry), session.masked_params(rb, values)
-    )
+    session = Session()
+    rb = session.load(args.runbook)
+    inventory = None
+    if args.inventory:
+        from runbook.run.inventory import load_inventory
+
+        inventory = load_inventory(args.inventory)
+    plan = session.plan(rb, session.params(rb, parse_assignments(args.param)), inventory)
     if args.output:
         Path(args.output).write_text(plan.to_json(), encoding="utf-8")
     if args.format == "json":
@@ -182,26 +161,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runbook.cli.console import JsonConsole, TextConsole
     from runbook.load.params import parse_assignments
     from runbook.load.schema import parse_duration
-    from runbook.run.api import run_runbook
-    from runbook.run.operator import TerminalIO, operator_name
+    from runbook.run.operator import TerminalIO, claimed_operator
     from runbook.run.runner import RunOptions
 
-    registry, rb, values, resume = _prepare_run(args)
+    session = Session(log_dir=args.log_dir)
+    rb = session.load(args.runbook)
+    resume = session.resume_point(args.resume, rb) if args.resume else None
+    values = session.params(rb, parse_assignments(args.param), resume=resume)
     inventory = None
     if args.inventory:
         from runbook.run.inventory import load_inventory
 
         inventory = load_inventory(args.inventory)
-    for step_id in [*args.only, *([args.from_step] if args.from_step else [])]:
-        if step_id not in {s.id for s in rb.steps}:
-            raise InvalidInput(f"no step '{step_id}' in runbook '{rb.name}'")
-    if args.plan:
-        _check_saved_plan(Path(args.plan), registry, rb, values)
+    # before --deadline is parsed, the order the CLI has always reported errors in
+    session.check_run(
+        rb, values, only=args.only, from_step=args.from_step, plan=args.plan, inventory=inventory
+    )
     try:
         deadline = parse_duration(args.deadline) if args.deadline else None
     except ValueError as exc:
         raise InvalidInput(f"--deadline: {exc}") from None
-    operator = operator_name(args.operator)
+    operator, operator_source = claimed_operator(args.operator)
     console = JsonConsole() if args.format == "json" else TextConsole()
     options = RunOptions(
         dry_run=args.dry_run,
@@ -213,36 +193,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         operator=operator,
         deadline=deadline,
         resume=resume,
+        rerun_unfinished=tuple(args.rerun_unfinished),
         severity=args.severity,
         inventory=inventory,
+        operator_source=operator_source,
+        signing_key=args.signing_key,
     )
-    result = run_runbook(
-        rb,
-        values,
-        registry,
-        session.log_dir(args.log_dir),
-        options,
-        console,
-        TerminalIO.detect(),
-        header_extra={
-            **(resume.header() if resume else {}),
-            **({"severity": args.severity} if args.severity else {}),
-        },
+    result = session.run(rb, values, options, console=console, io=TerminalIO.detect())
+    console.message(f"\nincident log: {result.log_path}")
+    console.message(f"final hash: {result.final_hash}  (keep it: it pins the log's content)")
+    key = f" --key {result.signed_by}" if result.signed_by else ""
+    console.message(
+        f"verify it with: runbook log verify {result.log_path}{key} --expect {result.final_hash}"
     )
-    journal_path = result.log_path
-    console.message(f"\nincident log: {journal_path}")
-    console.message(f"verify it with: runbook log verify {journal_path}")
     return result.exit_code
-
-
-def _check_saved_plan(path: Path, registry: Any, rb: Any, values: dict[str, Any]) -> None:
-    from runbook.plan.planner import build_plan, check_plan, load_plan_file
-
-    saved = load_plan_file(path)
-    current = build_plan(
-        rb, values, session.executor_specs(registry), session.masked_params(rb, values)
-    )
-    check_plan(saved, current, path)
 
 
 # -- log ----------------------------------------------------------------------------------
@@ -250,7 +214,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     from runbook.log import journal, view
 
     if args.log_command == "list":
-        directory = session.log_dir(args.log_dir)
+        directory = Session(log_dir=args.log_dir).log_dir
         if not directory.is_dir():
             raise InvalidInput(f"no incident-log directory at {directory}")
         rows = journal.list_logs(directory)
@@ -270,21 +234,34 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.log_command == "show":
         _out(view.format_timeline(journal.read_log(path)))
         return 0
-    result = journal.verify_log(path)
-    if result.ok:
-        _out(f"ok: {result.records} records, chain intact, final hash {result.final_hash}")
+    return _verify_log(path, args.key, args.expect)
+
+
+def _verify_log(path: Path, key_text: str | None, expect: str | None) -> int:
+    """`runbook log verify`: chain, truncation, signature and anchor, each on its own line."""
+    from runbook.log.signing import load_trusted_key
+    from runbook.log.verify import Anchor, check_log
+
+    try:
+        anchor = Anchor.parse(expect) if expect is not None else None
+    except ValueError as exc:
+        raise InvalidInput(f"--expect {exc}") from None
+    key = load_trusted_key(key_text) if key_text is not None else None
+    check = check_log(path, key, anchor)
+    for line in check.lines():
+        _out(line)
+    if check.ok:
+        _out(check.summary())
         return 0
-    kind = "truncated" if result.truncated and not result.tampered else "TAMPERED"
-    print(f"{kind}: {path}: {result.reason}", file=sys.stderr)
+    for what, why in check.failures():
+        print(f"{what}: {path}: {why}", file=sys.stderr)
     return ExitCode.LOG_CORRUPT
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from runbook.cli.report import run_report
 
-    return run_report(
-        session.load_registry(), args.log, args.format, args.output, args.allow_unverified
-    )
+    return run_report(Session().registry, args.log, args.format, args.output, args.allow_unverified)
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -303,10 +280,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     else:
         text = scaffold.render_basic(name, args.severity or "P2")
         scenarios = scaffold.BASIC_SCENARIOS.format(name=name)
-    registry = session.load_registry()
-    loads_runbook(
-        text, session.executor_specs(registry), path=str(path)
-    )  # never write a broken one
+    loads_runbook(text, Session().executors, path=str(path))  # never write a broken one
     scenario_file = scaffold.scenario_path(path)
     if scenarios is not None and scenario_file.exists() and not args.force:
         raise InvalidInput(f"{scenario_file} already exists; use --force to overwrite it")

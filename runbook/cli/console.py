@@ -4,6 +4,12 @@ The console is a renderer of incident-log records, the same (already masked)
 dicts that go into the log, so what is on screen can never disagree with what
 is recorded, and `--format json` is simply the record stream. Prompts go to
 stderr so stdout stays machine-readable.
+
+Record values are text from commands and services, so the text console shows
+them as `runbook log show` does: control characters escaped (`runbook.text`),
+one line per value. A step's output keeps its lines, each with a `│` gutter; a
+line longer than LINE_LIMIT shows its head and tail with a note of how many
+characters between them are only in the log.
 """
 
 from __future__ import annotations
@@ -13,17 +19,57 @@ import os
 import sys
 from typing import Any, TextIO
 
-STATUS_MARK = {
-    "passed": ("✓", "32"),
-    "failed": ("✗", "31"),
-    "error": ("✗", "31"),
-    "timeout": ("⏱", "31"),
-    "declined": ("✋", "33"),
-    "skipped": ("-", "90"),
-    "planned": ("·", "36"),
-    "unknown": ("?", "35"),
-    "interrupted": ("!", "31"),
+from runbook.log.records import RecordType, StepStatus
+from runbook.text import escape_controls
+
+LINE_LIMIT = 500
+"""Characters of one value or output line shown; the log holds the rest (up to its cap)."""
+_TAIL = 100  # of LINE_LIMIT: a long line's end often says how it ended (or how the log cut it)
+
+STATUS_MARK: dict[str, tuple[str, str]] = {
+    StepStatus.PASSED: ("✓", "32"),
+    StepStatus.FAILED: ("✗", "31"),
+    StepStatus.ERROR: ("✗", "31"),
+    StepStatus.TIMEOUT: ("⏱", "31"),
+    StepStatus.DECLINED: ("✋", "33"),
+    StepStatus.SKIPPED: ("-", "90"),
+    StepStatus.PLANNED: ("·", "36"),
+    StepStatus.UNKNOWN: ("?", "35"),
+    StepStatus.INTERRUPTED: ("!", "31"),
 }
+_GOOD = frozenset({StepStatus.PASSED, StepStatus.PLANNED})
+
+
+def _cut(line: str) -> str:
+    """`line`, or its head and tail around a note of how much is left out."""
+    if len(line) <= LINE_LIMIT:
+        return line
+    head = LINE_LIMIT - _TAIL
+    hidden = len(line) - LINE_LIMIT
+    return f"{line[:head]}…[{hidden:,} more characters in the log]…{line[-_TAIL:]}"
+
+
+def _printable(value: Any) -> Any:
+    """`value` with every string cut to one screen line, control characters escaped."""
+    if isinstance(value, str):
+        return escape_controls(_cut(value))
+    if isinstance(value, dict):
+        return {key: _printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    return value
+
+
+def who_is_it(identity: Any) -> str:
+    """`(claimed; OS user root, uid 0)`: the name beside it is a claim, this is the kernel's."""
+    if not isinstance(identity, dict) or "os_user" not in identity:
+        return "(claimed)"
+    os_user = f"OS user {identity['os_user']}, uid {identity.get('os_uid', '?')}"
+    if "os_euid" in identity:
+        os_user += f", euid {identity['os_euid']} ({identity.get('os_euser', '?')})"
+    if identity.get("sudo_user"):
+        os_user += f", via sudo from {identity['sudo_user']}"
+    return f"(claimed; {os_user})"
 
 
 def use_color(stream: TextIO) -> bool:
@@ -70,6 +116,8 @@ class JsonConsole(Console):
     def record(self, rec: dict[str, Any]) -> None:
         event = {"event": rec.get("type"), "seq": rec.get("seq"), "ts": rec.get("ts")}
         event.update(rec.get("data", {}))
+        # the record's hash: the final event's is the run's final hash (the anchor)
+        event["sha256"] = rec.get("sha256")
         self._emit_text(json.dumps(event, sort_keys=True, default=str) + "\n")
 
     def progress(self, step: str, elapsed: float, note: str = "") -> None:
@@ -115,6 +163,7 @@ class TextConsole(Console):
             self._write(line)
 
     def progress(self, step: str, elapsed: float, note: str = "") -> None:
+        note = _printable(note)
         text = f"    … {step} running {elapsed:.0f}s" + (f" ({note})" if note else "")
         if self.tty:
             self._emit_text("\r\033[K" + self._c("90", text))
@@ -126,7 +175,9 @@ class TextConsole(Console):
         self._records.append(rec)
         handler = getattr(self, "_on_" + str(rec.get("type", "")).replace(".", "_"), None)
         if handler is not None:
-            handler(rec.get("data", {}))
+            data = rec.get("data", {})
+            # Output keeps its lines (_on_step_output makes each safe); the rest is one line each.
+            handler(data if rec.get("type") == RecordType.STEP_OUTPUT else _printable(data))
 
     # -- handlers, one per record type worth showing ----------------------------
     def _on_header(self, d: dict[str, Any]) -> None:
@@ -135,7 +186,8 @@ class TextConsole(Console):
         title = f"{rb.get('title', '')} ({rb.get('name', '')})"
         self._write(self._c("1", f"▶ {title}") + f"  severity {rb.get('severity', '?')}{mode}")
         self._write(
-            f"  run {d.get('run_id', '')} by {d.get('operator', '?')} on {d.get('host', '?')}"
+            f"  run {d.get('run_id', '')} by {d.get('operator', '?')} "
+            f"{who_is_it(d.get('identity'))} on {d.get('host', '?')}"
         )
 
     def _phase_heading(self, phase: str) -> None:
@@ -144,6 +196,10 @@ class TextConsole(Console):
             self._write(self._c("1;34", f"\n── {phase} " + "─" * max(4, 40 - len(phase))))
 
     def _on_step_started(self, d: dict[str, Any]) -> None:
+        if self._open and not d.get("verifies"):
+            # the open step was stopped (run deadline, signal) and never finishes: an
+            # `always` step runs after it
+            self._open, self._details = [], []
         if not self._open:
             self._phase_heading(str(d.get("phase", "")))
         self._open.append(str(d.get("step")))
@@ -174,7 +230,8 @@ class TextConsole(Console):
     def _on_step_confirmation(self, d: dict[str, Any]) -> None:
         verdict = "accepted" if d.get("accepted") else "declined"
         self._detail(
-            f"      ? {d.get('prompt', '')} → {verdict} by {d.get('operator')} ({d.get('method')})"
+            f"      ? {d.get('prompt', '')} → {verdict} by {d.get('operator')} "
+            f"{who_is_it(d.get('identity'))} ({d.get('method')})"
         )
 
     def _on_step_expectation(self, d: dict[str, Any]) -> None:
@@ -182,9 +239,10 @@ class TextConsole(Console):
             self._detail(self._c("31", f"      {d.get('message', '')}"))
 
     def _on_step_output(self, d: dict[str, Any]) -> None:
-        text = str(d.get("text", "")).rstrip("\n")
-        for line in text.splitlines()[-int(d.get("show_lines", 20)) :]:
-            self._detail(self._c("90", "      │ ") + line)
+        # Split on "\n" alone: a "\r" in the output is shown, never taken as a line break.
+        lines = str(d.get("text", "")).rstrip("\n").split("\n")
+        for line in lines[-int(d.get("show_lines", 20)) :]:
+            self._detail(self._c("90", "      │ ") + escape_controls(_cut(line), keep="\t"))
 
     def _on_step_result(self, d: dict[str, Any]) -> None:
         if d.get("error"):
@@ -215,7 +273,7 @@ class TextConsole(Console):
             f"{self._c(code, status)}{tries}  {elapsed:.2f}s"
         )
         shown_reason = any(not ln.lstrip().startswith(("│", "?")) for ln in self._details)
-        if d.get("message") and status not in ("passed", "planned") and not shown_reason:
+        if d.get("message") and status not in _GOOD and not shown_reason:
             self._details.append(self._c("90", f"      {d['message']}"))
         if self._open and self._open[-1] == step:
             self._open.pop()
@@ -251,7 +309,7 @@ class TextConsole(Console):
         counts = d.get("counts", {})
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if n)
         status = str(d.get("status", ""))
-        code = "32" if status in ("passed", "planned") else "31"
+        code = "32" if status in _GOOD else "31"
         self._write(
             "\n"
             + self._c("1;" + code, f"■ {status}")

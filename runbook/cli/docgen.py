@@ -14,9 +14,10 @@ no versions, no timestamps.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,13 @@ executor's own schema and result fields, so it always matches what is installed 
 `runbook-as-code`. `runbook plugins` lists what is installed on your machine, and
 `runbook schema --executor NAME` prints an executor's full JSON Schema.
 
-- **read-only**: whether a dry-run (`runbook plan`, `run --dry-run`) may run it for real
-  as a check. *per call* means it depends on the config (an HTTP GET reads, a POST
-  does not); the description says which calls read.
+- **read-only**: whether a call is meant only to read (a check). *per call* means it
+  depends on the config (an HTTP GET reads, a POST does not); the description says
+  which calls read.
+- **dry-run**: whether `run --dry-run` runs a check for real. Only calls the executor
+  *guarantees* change nothing, whatever their arguments, run; every other step is
+  planned, not run (`runbook plan` runs nothing at all). See
+  [what a dry-run runs for real](#what-a-dry-run-runs-for-real).
 - **default expect**: what a check must satisfy when the step has no `expect:`. With none,
   a check passes when the executor could do its job.
 - **config**: the keys under the executor's name. Keys of an operation are written
@@ -66,12 +71,14 @@ def missing_docs(entry: ExecutorEntry) -> list[str]:
 def render(executors: Mapping[str, ExecutorEntry]) -> str:
     """The whole page, for every executor in name order."""
     names = sorted(executors)
-    parts = [HEADER, "| executor | read-only | description |", "|---|---|---|"]
+    parts = [HEADER, "| executor | read-only | dry-run | description |", "|---|---|---|---|"]
     for name in names:
         spec = executors[name].spec
         summary = _cell(_first_sentence(spec.description))
-        parts.append(f"| [`{name}`](#{_anchor(name)}) | {_read_only(spec)} | {summary} |")
-    parts.append("")
+        parts.append(
+            f"| [`{name}`](#{_anchor(name)}) | {_read_only(spec)} | {_dry_run(spec)} | {summary} |"
+        )
+    parts += ["", *_guarantees(executors[name].spec for name in names)]
     for name in names:
         parts.extend(_section(executors[name]))
     return "\n".join(parts).rstrip("\n") + "\n"
@@ -87,6 +94,7 @@ def _section(entry: ExecutorEntry) -> Iterator[str]:
     yield "|---|---|"
     yield f"| plugin | `{plugin.name}` (`{plugin.module}`) from `{plugin.distribution}` |"
     yield f"| read-only | {_read_only(spec)} |"
+    yield f"| dry-run runs it | {_cell(_guarantee(spec))} |"
     confirm = "yes, as an action" if spec.needs_confirmation else "no: it talks to people"
     yield f"| confirmation | {confirm} |"
     expect = ", ".join(f"`{_code(e)}`" for e in spec.default_expect) or "none"
@@ -171,6 +179,35 @@ def _read_only(spec: ExecutorSpec) -> str:
     if spec.read_only_when is not None:
         return "per call"
     return "yes" if spec.read_only else "no"
+
+
+def _dry_run(spec: ExecutorSpec) -> str:
+    return "never" if spec.side_effect_free_when is None else "per call"
+
+
+def _guarantee(spec: ExecutorSpec) -> str:
+    """What the executor guarantees side-effect free: its predicate's docstring."""
+    if spec.side_effect_free_when is None:
+        return "never: nothing it does is guaranteed harmless, so its checks are planned"
+    doc = inspect.getdoc(spec.side_effect_free_when) or "calls its plugin declares (undocumented)"
+    return " ".join(doc.split())
+
+
+def _guarantees(specs: Iterable[ExecutorSpec]) -> Iterator[str]:
+    yield "## What a dry-run runs for real"
+    yield ""
+    yield (
+        "`run --dry-run` runs a check for real only when its executor guarantees, through its "
+        "`side_effect_free_when`, that the call cannot change anything whatever its arguments. "
+        "Meaning to read is not enough: a shell command, an HTTP GET or free-form SQL can "
+        "still act, so those are planned and shown, never run. `--no-checks` runs nothing."
+    )
+    yield ""
+    yield "| executor | runs for real under `--dry-run` |"
+    yield "|---|---|"
+    for spec in specs:
+        yield f"| [`{spec.name}`](#{_anchor(spec.name)}) | {_cell(_guarantee(spec))} |"
+    yield ""
 
 
 def _first_sentence(text: str) -> str:

@@ -8,9 +8,11 @@ when that verb runs. This module is the one place that catches broadly: every
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 EXIT_CODES = """exit codes:
   0    all checks passed / actions succeeded (or the dry-run plan was produced)
@@ -19,10 +21,11 @@ EXIT_CODES = """exit codes:
   3    an operator declined a confirmation (or none could be asked) or aborted
   4    a step timed out and ended the run, or the run deadline passed
   5    the incident log failed verification (tampered or truncated)
-  130  interrupted (Ctrl-C / SIGTERM); the log is closed with an 'interrupted' record
+  130  interrupted (Ctrl-C, SIGTERM or SIGHUP); the log is closed with an 'interrupted' record
 
 environment:
   RUNBOOK_LOG_DIR        default incident-log directory (default ./incident-logs)
+  RUNBOOK_LOG_MODE       mode of new incident logs, octal (default 0600, directory 0700)
   RUNBOOK_PATH           extra directories to find runbooks by NAME (':'-separated)
   RUNBOOK_PARAM_<NAME>   value of a secret param, so it never shows in `ps`
   RUNBOOK_OPERATOR       who is running this (default: login name)
@@ -95,6 +98,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _run_args(p)
     p.add_argument("-o", "--output", metavar="plan.json", help="write the plan (with digest) here")
+    p.add_argument(
+        "--inventory", metavar="FILE", help="resolve targets' hosts as `run --inventory` will"
+    )
     p.add_argument("--format", choices=["text", "json"], default="text")
 
     p = sub.add_parser(
@@ -132,7 +138,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="answer a manual step in advance (repeatable)",
     )
     p.add_argument(
-        "--operator", help="who is running this (default $RUNBOOK_OPERATOR or login name)"
+        "--operator",
+        help="who is running this, as claimed (default $RUNBOOK_OPERATOR or login name); "
+        "the OS user is recorded beside it",
+    )
+    p.add_argument(
+        "--signing-key",
+        metavar="FILE",
+        help="sign the incident log with this ed25519 private key (default $RUNBOOK_SIGNING_KEY)",
     )
     p.add_argument(
         "--severity",
@@ -146,6 +159,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="LOG",
         help="continue an interrupted or failed run; steps it finished are not run again",
+    )
+    p.add_argument(
+        "--rerun-unfinished",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="with --resume: run again action STEP, which the interrupted run started and did "
+        "not finish (it may have taken effect; --yes does not allow this) (repeatable)",
     )
     p.add_argument("--inventory", metavar="FILE", help="host inventory: YAML, or Ansible INI/YAML")
     p.add_argument(
@@ -166,8 +187,24 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     q = log_sub.add_parser("show", help="a readable timeline of one log")
     q.add_argument("log", metavar="LOG")
-    q = log_sub.add_parser("verify", help="recompute the hash chain (exit 5 if it fails)")
+    q = log_sub.add_parser(
+        "verify",
+        help="check chain, truncation, signature and anchor (exit 5 if any fails)",
+        epilog="Without --key a log proves integrity only, not authenticity: anyone who edits "
+        "it can recompute every hash. --key checks it was signed by your key; --expect "
+        "checks it ends at the final hash the run printed.",
+    )
     q.add_argument("log", metavar="LOG")
+    q.add_argument(
+        "--key",
+        metavar="PUB",
+        help="the signing key's public key file (OpenSSH .pub or PEM) or SHA256: fingerprint",
+    )
+    q.add_argument(
+        "--expect",
+        metavar="HASH",
+        help="the final hash the run printed (or SEQ:HASH, a log head sent mid-run)",
+    )
 
     p = sub.add_parser(
         "report",
@@ -209,11 +246,60 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Each stops a run the way Ctrl-C does (docs/cli.md, Signals)."""
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    """Unwind like Ctrl-C, naming the signal: the runner records it in `run.interrupted`."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _install_stop_handlers() -> dict[int, Any]:
+    """Our handlers in; returns the ones they replaced, for `main` to put back."""
+    previous: dict[int, Any] = {}
+    for sig in STOP_SIGNALS:
+        if sig != signal.SIGTERM and signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # nohup, `cmd &` in a script: whoever started us asked to ignore it
+        try:
+            previous[sig] = signal.signal(sig, _on_stop_signal)
+        except ValueError:  # not the main thread (main() called from a thread): leave them
+            break
+    return previous
+
+
+def _say(text: str) -> None:
+    """Best effort: after SIGHUP or with a closed pipe, stderr may be gone."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr)
+
+
+def _silence_dead_stdout() -> None:
+    """Point stdout at /dev/null if it cannot take what is buffered (a hung-up terminal,
+    a closed pipe), so the interpreter's last flush does not turn the exit code into 120."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        import os
+
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = _install_stop_handlers()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # loading, a prompt, ... anywhere outside a run
+        _say(f"runbook: interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
+        return 130
+    finally:
+        _silence_dead_stdout()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -224,9 +310,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # respect nohup/background jobs
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     from runbook.cli import commands
     from runbook.errors import RunbookError
 
@@ -234,11 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args))
     except RunbookError as exc:
-        print(f"runbook: error: {exc}", file=sys.stderr)
+        _say(f"runbook: error: {exc}")
         return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print("runbook: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         return 1
 

@@ -12,34 +12,37 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InvalidInput, JournalCorrupt
 from runbook.registry import PluginRegistry
 
+if TYPE_CHECKING:
+    from runbook.log.verify import Verification
+
 
 def _tolerant_records(path: Path) -> list[dict[str, Any]]:
     """Every line that parses as a record; unparsable ones are left out, so the
-    chain check inside the report sees the gap and names where it broke."""
+    chain check inside the report (`verify_records`) sees the gap and names where it broke."""
     records: list[dict[str, Any]] = []
     with open(path, "rb") as file:
         for line in file:
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(record, dict):
                 records.append(record)
     return records
 
 
-def _refuse_unless_allowed(path: Path, allow_unverified: bool) -> str | None:
-    """The final hash when the log verifies; None when it does not but that is allowed."""
-    from runbook.log import journal
+def _refuse_unless_allowed(path: Path, allow_unverified: bool) -> Verification | None:
+    """The verdict when the log verifies; None when it does not but that is allowed."""
+    from runbook.log.verify import verify_log
 
-    verdict = journal.verify_log(path)
+    verdict = verify_log(path)
     if verdict.ok:
-        return verdict.final_hash
+        return verdict
     if verdict.records == 0 and verdict.truncated and not verdict.tampered:
         raise JournalCorrupt(f"{path}: empty log: nothing to report", 0, True)
     if not allow_unverified:
@@ -64,15 +67,18 @@ def run_report(
     path = Path(log)
     if not path.is_file():
         raise InvalidInput(f"no such log file: {path}")
-    final_hash = _refuse_unless_allowed(path, allow_unverified)
+    verdict = _refuse_unless_allowed(path, allow_unverified)
     records: list[dict[str, Any]] = _tolerant_records(path)
     if not records:
         raise JournalCorrupt(f"{path}: no readable record: nothing to report", 0)
-    if final_hash is not None and records[-1].get("sha256") == final_hash:
-        from runbook.log.chain import ChainCheck, VerifiedRecords
+    if (
+        verdict is not None
+        and len(records) == verdict.records
+        and records[-1].get("sha256") == verdict.final_hash
+    ):
+        from runbook.log.verify import VerifiedRecords
 
-        verdict = ChainCheck(True, False, False, "ok", None, len(records), final_hash)
-        records = VerifiedRecords(records, verdict)
+        records = VerifiedRecords(records, verdict)  # formats need not verify it again
     data = formats[fmt].render(records).encode("utf-8", "replace")
     if output:
         Path(output).write_bytes(data)
@@ -102,12 +108,13 @@ def sla_overview(paths: list[Path]) -> list[str]:
             records = journal.read_log(path)
         except (OSError, JournalCorrupt):
             continue
-        if not records or records[0].get("data", {}).get("dry_run"):
+        head = records[0].get("data") if records else None
+        if not records or (isinstance(head, dict) and head.get("dry_run")):
             continue
         marks = sla.clocks(records)
-        if marks.detected:
+        if marks.detected and marks.detected.elapsed is not None:
             detect.append(marks.detected.elapsed)
-        if marks.resolved:
+        if marks.resolved and marks.resolved.elapsed is not None:
             resolve.append(marks.resolved.elapsed)
         else:
             unresolved += 1

@@ -1,12 +1,14 @@
-"""Source text to a checked `ast` tree: rewriting, parsing and the syntax whitelist.
+"""Source text to a checked `ast` tree: the language's whitelist, rewriting and parsing.
 
-Before `runbook.expr.expression` can evaluate anything, the author's text is
-rewritten (`matches` as an infix operator, hyphenated step ids), parsed, and
-every node is checked against the whitelist of syntax, functions and string
-methods, with errors pointing at the column the author wrote. It is separate
-from the evaluator because none of it ever sees a value: it is the static half
-of the sandbox. `runbook.expr.expression` re-exports FUNCTIONS, STRING_METHODS and
-`rewrite_hyphenated_ids`.
+This is the static half of the sandbox; nothing here ever sees a value. It says
+what an expression may contain (the syntax whitelist, `FUNCTIONS`,
+`STRING_METHODS`, `BINARY_OPERATORS`, `COMPARISONS`), rewrites the author's text
+(`matches` as an infix operator, hyphenated step ids; `template_blocks` finds the
+code inside a template's `{{ }}`/`{% %}` for the same rewriting), parses it, and
+refuses anything outside the whitelist with an error pointing at the column the
+author wrote. `parse_expression` returns the tree with a `SourceMap` that leads every
+node back to that text, which `runbook.expr.expression` uses to quote sources
+when it explains a failed check.
 """
 
 from __future__ import annotations
@@ -16,17 +18,23 @@ import operator
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from runbook.errors import ExpressionError
+from runbook.expr.patterns import PatternError, compile_pattern
+from runbook.expr.values import MAX_DEPTH
+
+MAX_SOURCE_LENGTH: Final = 2000
 
 
 def _matches(text: Any, pattern: Any) -> bool:
+    """`re.search` semantics on RE2 (`runbook.expr.patterns`): linear time, so no check
+    can hang on a pattern; a pattern RE2 cannot run raises PatternError (a ValueError)."""
     if not isinstance(pattern, str):
         raise TypeError(f"matches needs a pattern string, got {type(pattern).__name__}")
-    return re.search(pattern, str(text)) is not None
+    return compile_pattern(pattern).search(str(text))
 
 
 FUNCTIONS: Final[Mapping[str, Callable[..., Any]]] = {
@@ -118,6 +126,43 @@ def rewrite_hyphenated_ids(code: str) -> str:
     return _rewrite(code, infix=False)[0]
 
 
+_DELIMITERS: Final = (("{{", "}}"), ("{%", "%}"))
+
+
+def template_blocks(text: str) -> Iterator[tuple[int, int]]:
+    """Where the code of each `{{ ... }}` and `{% ... %}` block of `text` starts and ends.
+
+    What `re.finditer(r"\\{\\{(.*?)\\}\\}|\\{%(.*?)%\\}", re.S)` finds, in one pass: that
+    regex rescans the rest of the text from every `{{` never closed, so a long template
+    could take hours. Here each delimiter's next opener and closer are searched only
+    forward from the last ones found, and an opener never closed ends its kind.
+    """
+    found: list[tuple[int, int] | None] = [(-1, -1)] * len(_DELIMITERS)
+    at = 0
+    while True:
+        best: tuple[int, int, int] | None = None
+        for kind, (opener, closer) in enumerate(_DELIMITERS):
+            spot = found[kind]
+            if spot is None:
+                continue
+            if spot[0] < at:
+                start = text.find(opener, at)
+                end = spot[1]
+                if start >= 0 and end < start + len(opener):
+                    end = text.find(closer, start + len(opener))
+                if start < 0 or end < 0:  # an opener never closed: no later block of its kind
+                    found[kind] = None
+                    continue
+                spot = found[kind] = (start, end)
+            if best is None or spot[0] < best[1]:
+                best = (kind, *spot)
+        if best is None:
+            return
+        kind, start, end = best
+        yield start + len(_DELIMITERS[kind][0]), end
+        at = end + len(_DELIMITERS[kind][1])
+
+
 def _original_position(pos: int, edits: tuple[_Edit, ...], *, end: bool) -> int:
     original = pos
     for edit in edits:
@@ -128,6 +173,42 @@ def _original_position(pos: int, edits: tuple[_Edit, ...], *, end: bool) -> int:
         else:
             break
     return original
+
+
+class SourceMap:
+    """Leads a node of the parsed (rewritten) text back to what the author wrote."""
+
+    def __init__(self, source: str, text: str, edits: tuple[_Edit, ...]) -> None:
+        self.source = source
+        self._text = text
+        self._edits = edits
+        self._line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
+
+    def segment(self, node: ast.expr) -> str:
+        """The text the author wrote for `node` (before any rewriting)."""
+        start = _original_position(
+            self._offset(node.lineno, node.col_offset), self._edits, end=False
+        )
+        end_line, end_col = node.end_lineno or node.lineno, node.end_col_offset or 0
+        end = _original_position(self._offset(end_line, end_col), self._edits, end=True)
+        return self.source[start:end]
+
+    def column(self, node: ast.AST) -> int | None:
+        """1-based column of `node` in the original source (None on later lines)."""
+        lineno: int | None = getattr(node, "lineno", None)
+        if lineno is None:
+            return None
+        offset = self._offset(lineno, getattr(node, "col_offset", 0))
+        if isinstance(node, ast.Attribute) and node.end_lineno == lineno:
+            offset = self._offset(lineno, node.end_col_offset or 0) - len(node.attr)
+        return _original_position(offset, self._edits, end=False) + 1
+
+    def _offset(self, lineno: int, col_bytes: int) -> int:
+        """`ast` counts columns in UTF-8 bytes; we need characters."""
+        start = self._line_starts[lineno - 1]
+        if self._text.isascii():
+            return start + col_bytes
+        return start + len(self._text[start:].encode()[:col_bytes].decode(errors="replace"))
 
 
 # --- compile-time validation ----------------------------------------------------------------
@@ -151,7 +232,9 @@ _NODE_NAMES: Final[Mapping[type[ast.AST], str]] = {
     ast.LShift: "'<<'",
     ast.RShift: "'>>'",
 }
-_BINOPS: Final[Mapping[type[ast.operator], Callable[[Any, Any], Any]]] = {
+# The operators expressions support and what each does, applied by the evaluator; a
+# comparison also carries the symbol that the explanation of a failed check shows.
+BINARY_OPERATORS: Final[Mapping[type[ast.operator], Callable[[Any, Any], Any]]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -160,7 +243,7 @@ _BINOPS: Final[Mapping[type[ast.operator], Callable[[Any, Any], Any]]] = {
     ast.Mod: operator.mod,
     ast.MatMult: lambda text, pattern: _matches(text, pattern),
 }
-_COMPARE: Final[Mapping[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]]] = {
+COMPARISONS: Final[Mapping[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]]] = {
     ast.Eq: ("==", operator.eq),
     ast.NotEq: ("!=", operator.ne),
     ast.Lt: ("<", operator.lt),
@@ -196,8 +279,8 @@ _ALLOWED: Final = frozenset(
         ast.Slice,
         ast.Attribute,
         ast.Call,
-        *_BINOPS,
-        *_COMPARE,
+        *BINARY_OPERATORS,
+        *COMPARISONS,
     }
 )
 _CONSTANT_TYPES: Final = (str, int, float, bool, type(None))
@@ -254,6 +337,69 @@ def _call_problem(node: ast.Call) -> str | None:
     if isinstance(func, ast.Attribute):
         return None  # the private attribute itself is reported
     return "only the allowed functions and string methods can be called"
+
+
+def parse_expression(source: str) -> tuple[ast.Expression, SourceMap]:
+    """The checked tree of `source` and its way back to the author's text.
+
+    Raises ExpressionError, naming the column where it can, for text that is too
+    long, does not parse, is nested too deep, or uses anything outside the whitelist.
+    """
+    if len(source) > MAX_SOURCE_LENGTH:
+        raise ExpressionError(
+            f"expression is {len(source)} characters long; the limit is {MAX_SOURCE_LENGTH}"
+        )
+    stripped = source.lstrip()
+    indent = len(source) - len(stripped)
+    for lo, hi in _code_spans(source):
+        if "@" in source[lo:hi]:
+            at = source.index("@", lo, hi) + 1
+            raise ExpressionError(
+                _located(
+                    source, "'@' is not an operator in expressions; did you mean 'matches'?", at
+                ),
+                at,
+            )
+    text, edits = _rewrite(stripped, infix=True)
+    edits = (_Edit(0, 0, 0, indent), *(_shift(e, indent) for e in edits)) if indent else edits
+    tree = _parse(source, text, edits)
+    if _depth(tree) > MAX_DEPTH:
+        raise ExpressionError(
+            _located(source, f"expression is nested more than {MAX_DEPTH} levels deep", None)
+        )
+    positions = SourceMap(source, text, edits)
+    for node in ast.walk(tree):
+        problem = _problem(node)
+        if problem is not None:
+            column = positions.column(node.func if isinstance(node, ast.Call) else node)
+            raise ExpressionError(_located(source, problem, column), column)
+        literal = _literal_pattern(node)
+        if literal is not None:
+            try:
+                compile_pattern(literal.value)
+            except PatternError as exc:
+                column = positions.column(literal)
+                raise ExpressionError(_located(source, str(exc), column), column) from None
+    return tree, positions
+
+
+def _literal_pattern(node: ast.AST) -> ast.Constant | None:
+    """The written-out regex of `x matches 'p'` or `matches(x, 'p')`, checked at validate
+    time so an author learns of a construct RE2 lacks before the incident."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+        pattern = node.right
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "matches"
+        and len(node.args) == 2
+    ):
+        pattern = node.args[1]
+    else:
+        return None
+    if isinstance(pattern, ast.Constant) and isinstance(pattern.value, str):
+        return pattern
+    return None
 
 
 def _shift(edit: _Edit, indent: int) -> _Edit:

@@ -1,15 +1,19 @@
-"""The safe evaluator behind `expect:` and `when:` expressions.
+"""The safe evaluator behind `expect:` and `when:` expressions, and its explanations.
 
 Runbooks are reviewed like code but run with production credentials, so an
 expression must never be able to do more than read the step result it is
-given. Expressions are parsed with `ast` and walked node by node over a
-whitelist of syntax, functions and string methods; nothing is ever compiled to
-Python code. Only plain data (str, numbers, bool, None, lists, tuples, sets and
-Mappings) is touched: any other object in the namespace is refused by its exact
-type before a single one of its methods could run. A failed check explains
-itself the way pytest does (`assert 503 == 200 (status)`), and for dry-runs the
-`UNKNOWN` value flows through every operation so a `when:` that depends on a
-step that has not run yet evaluates to UNKNOWN instead of a guess.
+given. `compile_expression` has `runbook.expr.compile` parse the text and check
+it against the whitelist of syntax, functions and string methods; `Expression`
+then walks that tree node by node, and nothing is ever compiled to Python code.
+Only plain data is touched (`runbook.expr.values` admits it by exact type before
+a single one of its methods could run). A failed check explains itself the way
+pytest does (`assert 503 == 200 (status)`) from the values the evaluation
+remembered, and for dry-runs the `UNKNOWN` value flows through every operation
+so a `when:` that depends on a step that has not run yet evaluates to UNKNOWN
+instead of a guess. A `when:` is evaluated with `Expression.condition`, where a
+reference to a value that is not there (the answer of a skipped step, a key a
+step that errored never produced) is *undefined*: it flows like UNKNOWN and
+makes the condition false, naming the reference, instead of failing the run.
 """
 
 from __future__ import annotations
@@ -17,92 +21,40 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from runbook.errors import ExpressionError
 from runbook.expr.compile import (
-    _BINOPS,
-    _COMPARE,
+    BINARY_OPERATORS,
+    COMPARISONS,
     FUNCTIONS,
-    STRING_METHODS,
-    _code_spans,
-    _depth,
-    _Edit,
-    _located,
-    _original_position,
-    _parse,
-    _problem,
-    _rewrite,
-    _shift,
-    rewrite_hyphenated_ids,
+    SourceMap,
+    parse_expression,
 )
-from runbook.expr.explain import _Explainer
-from runbook.expr.values import MAX_DEPTH as MAX_DEPTH
-from runbook.expr.values import MAX_SEQUENCE_LENGTH as MAX_SEQUENCE_LENGTH
-from runbook.expr.values import MAX_SOURCE_LENGTH as MAX_SOURCE_LENGTH
 from runbook.expr.values import (
+    MAX_EVALUATION_SECONDS,
     UNKNOWN,
     EvaluationError,
-    Unknown,
-    _admit,
-    _check_repeat,
-    _describe,
-    _has_unknown,
-    _is_mapping,
-    _key_list,
-    _short_repr,
-    is_unknown,
+    admit,
+    check_repeat,
+    describe,
+    has_unknown,
+    is_mapping,
+    key_list,
+    short_repr,
 )
 
-__all__ = [
-    "FUNCTIONS",
-    "STRING_METHODS",
-    "UNKNOWN",
-    "EvaluationError",
-    "Expression",
-    "Outcome",
-    "Unknown",
-    "compile_expression",
-    "is_unknown",
-    "rewrite_hyphenated_ids",
-]
+__all__ = ["Condition", "Expression", "Outcome", "compile_expression"]
 
 
 @lru_cache(maxsize=1024)
 def compile_expression(source: str) -> Expression:
     """Parse and check `source` once; raise ExpressionError naming the column of the problem."""
-    if len(source) > MAX_SOURCE_LENGTH:
-        raise ExpressionError(
-            f"expression is {len(source)} characters long; the limit is {MAX_SOURCE_LENGTH}"
-        )
-    stripped = source.lstrip()
-    indent = len(source) - len(stripped)
-    for lo, hi in _code_spans(source):
-        if "@" in source[lo:hi]:
-            at = source.index("@", lo, hi) + 1
-            raise ExpressionError(
-                _located(
-                    source, "'@' is not an operator in expressions; did you mean 'matches'?", at
-                ),
-                at,
-            )
-    text, edits = _rewrite(stripped, infix=True)
-    edits = (_Edit(0, 0, 0, indent), *(_shift(e, indent) for e in edits)) if indent else edits
-    tree = _parse(source, text, edits)
-    if _depth(tree) > MAX_DEPTH:
-        raise ExpressionError(
-            _located(source, f"expression is nested more than {MAX_DEPTH} levels deep", None)
-        )
-    expression = Expression(source, tree, text, edits)
-    for node in ast.walk(tree):
-        problem = _problem(node)
-        if problem is not None:
-            column = expression.column(node.func if isinstance(node, ast.Call) else node)
-            raise ExpressionError(_located(source, problem, column), column)
-    return expression
+    tree, positions = parse_expression(source)
+    return Expression(source, tree, positions)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -122,17 +74,31 @@ class Outcome:
     unknown: bool = False
 
 
+@dataclass(frozen=True)
+class Condition:
+    """The verdict on a `when:`: run the step (True), skip it (False), or None for a
+    dry-run that cannot tell yet.
+
+    `undefined` names the reference that was not there (`steps.decision.answer`) when
+    that is what made the condition false, and `why` says what was missing.
+    """
+
+    value: bool | None
+    undefined: str | None = None
+    why: str = ""
+
+
+class _Missing(EvaluationError):
+    """A key, index or value that is not there; an error, except inside a `when:`."""
+
+
 class Expression:
     """A compiled, validated expression; immutable and shared through the compile cache."""
 
-    def __init__(
-        self, source: str, tree: ast.Expression, text: str, edits: tuple[_Edit, ...]
-    ) -> None:
+    def __init__(self, source: str, tree: ast.Expression, positions: SourceMap) -> None:
         self.source = source
         self._tree = tree
-        self._text = text
-        self._edits = edits
-        self._line_starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
+        self._positions = positions
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -148,6 +114,22 @@ class Expression:
     def evaluate(self, namespace: Mapping[str, Any]) -> Any:
         """The expression's value; raises EvaluationError when it cannot be computed."""
         return _Evaluation(self, namespace).run()
+
+    def condition(self, namespace: Mapping[str, Any]) -> Condition:
+        """Evaluate as a `when:`: a reference to a value that is not there is undefined.
+
+        Undefined flows through the expression like UNKNOWN (`x or True` still holds),
+        and a condition it decides is false. Other problems (`'a' < 1`, an unknown
+        name) raise EvaluationError as `evaluate` does.
+        """
+        evaluation = _Evaluation(self, namespace, lenient=True)
+        value = evaluation.run()
+        if value is not UNKNOWN:
+            return Condition(bool(value))
+        if evaluation.saw_unknown or evaluation.undefined is None:
+            return Condition(None)
+        ref, why = evaluation.undefined
+        return Condition(False, ref, why)
 
     def check(self, namespace: Mapping[str, Any]) -> Outcome:
         """Evaluate as an expectation: truthiness decides, failures are explained."""
@@ -166,44 +148,32 @@ class Expression:
 
     def segment(self, node: ast.expr) -> str:
         """The text the author wrote for `node` (before any rewriting)."""
-        start = _original_position(
-            self._offset(node.lineno, node.col_offset), self._edits, end=False
-        )
-        end_line, end_col = node.end_lineno or node.lineno, node.end_col_offset or 0
-        end = _original_position(self._offset(end_line, end_col), self._edits, end=True)
-        return self.source[start:end]
+        return self._positions.segment(node)
 
     def column(self, node: ast.AST) -> int | None:
         """1-based column of `node` in the original source (None on later lines)."""
-        lineno: int | None = getattr(node, "lineno", None)
-        if lineno is None:
-            return None
-        offset = self._offset(lineno, getattr(node, "col_offset", 0))
-        if isinstance(node, ast.Attribute) and node.end_lineno == lineno:
-            offset = self._offset(lineno, node.end_col_offset or 0) - len(node.attr)
-        return _original_position(offset, self._edits, end=False) + 1
-
-    def _offset(self, lineno: int, col_bytes: int) -> int:
-        """`ast` counts columns in UTF-8 bytes; we need characters."""
-        start = self._line_starts[lineno - 1]
-        if self._text.isascii():
-            return start + col_bytes
-        return start + len(self._text[start:].encode()[:col_bytes].decode(errors="replace"))
+        return self._positions.column(node)
 
 
 _ERRORS = (TypeError, ValueError, ArithmeticError, LookupError, re.error, RecursionError)
 
 
-class _Evaluation(_Explainer):
+class _Evaluation:
     """One evaluation of an Expression: remembers every node's value to explain failures."""
 
-    def __init__(self, expression: Expression, namespace: Mapping[str, Any]) -> None:
+    def __init__(
+        self, expression: Expression, namespace: Mapping[str, Any], lenient: bool = False
+    ) -> None:
         self.expr = expression
         self.namespace = namespace
         self.values: dict[int, Any] = {}
         self.failed_link: dict[int, int] = {}
         self.unknown_ref: str | None = None
         self._unknown_start: int | None = None
+        self.lenient = lenient  # missing values are undefined (a `when:`), not errors
+        self.undefined: tuple[str, str] | None = None  # the first: (reference, why)
+        self.saw_unknown = False  # a real UNKNOWN (dry-run) was read, not just undefined
+        self._deadline = time.monotonic() + MAX_EVALUATION_SECONDS
 
     def run(self) -> Any:
         try:
@@ -213,6 +183,10 @@ class _Evaluation(_Explainer):
 
     def visit(self, node: ast.expr) -> Any:
         value = self._HANDLERS[type(node)](self, node)
+        if time.monotonic() > self._deadline:  # no loops, so each node is seen once
+            raise EvaluationError(
+                f"evaluating took longer than {MAX_EVALUATION_SECONDS:g}s (expression time bound)"
+            )
         self.values[id(node)] = value
         if value is UNKNOWN and isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)):
             self._note_unknown(node)
@@ -235,7 +209,21 @@ class _Evaluation(_Explainer):
             value = self.namespace[node.id]
         except KeyError:
             raise EvaluationError(self._undefined(node.id)) from None
-        return _admit(value, node.id)
+        return self._read(value, node.id)
+
+    def _read(self, value: Any, path: str) -> Any:
+        """A value taken from the namespace, admitted; remembers a dry-run's UNKNOWN."""
+        if value is UNKNOWN:
+            self.saw_unknown = True
+        return admit(value, path)
+
+    def _missing(self, node: ast.expr, exc: _Missing) -> Any:
+        """In a `when:`, UNKNOWN stands for a value that is not there; elsewhere an error."""
+        if not self.lenient:
+            raise exc
+        if self.undefined is None:
+            self.undefined = (self.src(node), exc.message)
+        return UNKNOWN
 
     def _undefined(self, name: str) -> str:
         available = sorted(str(k) for k in self.namespace)
@@ -244,18 +232,25 @@ class _Evaluation(_Explainer):
         return message + (f"; did you mean {close[0]!r}?" if close else "")
 
     def _attribute(self, node: ast.Attribute) -> Any:
-        return self._lookup(self.visit(node.value), node.attr, node.value)
+        base = self.visit(node.value)
+        try:
+            return self._lookup(base, node.attr, node.value)
+        except _Missing as exc:
+            return self._missing(node, exc)
 
     def _subscript(self, node: ast.Subscript) -> Any:
         base = self.visit(node.value)
         index = self.visit(node.slice)
-        if index is UNKNOWN or (type(index) is not slice and _has_unknown(index)):
+        if index is UNKNOWN or (type(index) is not slice and has_unknown(index)):
             return UNKNOWN
-        if base is UNKNOWN or _is_mapping(base) or base is None:
-            return self._lookup(base, index, node.value)
-        if type(base) in (list, tuple) or issubclass(type(base), str):
-            return self._index(base, index, node.value)
-        raise EvaluationError(f"{self.src(node.value)} is {_describe(base)}; it cannot be indexed")
+        try:
+            if base is UNKNOWN or is_mapping(base) or base is None:
+                return self._lookup(base, index, node.value)
+            if type(base) in (list, tuple) or issubclass(type(base), str):
+                return self._index(base, index, node.value)
+        except _Missing as exc:
+            return self._missing(node, exc)
+        raise EvaluationError(f"{self.src(node.value)} is {describe(base)}; it cannot be indexed")
 
     def _slice(self, node: ast.Slice) -> Any:
         parts = [None if n is None else self.visit(n) for n in (node.lower, node.upper, node.step)]
@@ -270,36 +265,36 @@ class _Evaluation(_Explainer):
         if base is UNKNOWN:
             return UNKNOWN
         if base is None:
-            raise EvaluationError(f"{where} is None, so it has no key {key!r}")
-        if not _is_mapping(base):
+            raise _Missing(f"{where} is None, so it has no key {key!r}")
+        if not is_mapping(base):
             raise EvaluationError(
-                f"{where} is {_describe(base)}, not a mapping; it has no key {key!r}"
+                f"{where} is {describe(base)}, not a mapping; it has no key {key!r}"
             )
         try:
             value = base[key]
         except KeyError:
-            raise EvaluationError(f"{where} has no key {key!r} (keys: {_key_list(base)})") from None
+            raise _Missing(f"{where} has no key {key!r} (keys: {key_list(base)})") from None
         except TypeError as exc:
-            raise EvaluationError(f"{where}[{_short_repr(key)}]: {exc}") from None
-        return _admit(value, f"{where}[{key!r}]")
+            raise EvaluationError(f"{where}[{short_repr(key)}]: {exc}") from None
+        return self._read(value, f"{where}[{key!r}]")
 
     def _index(self, base: Any, index: Any, base_node: ast.expr) -> Any:
         where = self.src(base_node)
         if type(index) not in (int, bool, slice):
             raise EvaluationError(
                 f"{where} is {type(base).__name__}; its index must be an "
-                f"integer, not {_describe(index)}"
+                f"integer, not {describe(index)}"
             )
         try:
-            return _admit(base[index], f"{where}[{index!r}]")
+            return self._read(base[index], f"{where}[{index!r}]")
         except IndexError:
-            raise EvaluationError(f"{where} has no index {index} (length {len(base)})") from None
+            raise _Missing(f"{where} has no index {index} (length {len(base)})") from None
 
     def _compare(self, node: ast.Compare) -> Any:
         left, unknown = self.visit(node.left), False
         for link, (op, right_node) in enumerate(zip(node.ops, node.comparators, strict=True)):
             right = self.visit(right_node)
-            if _has_unknown(left) or _has_unknown(right):
+            if has_unknown(left) or has_unknown(right):
                 unknown = True
             elif not self._compare_pair(op, left, right, node):
                 self.failed_link[id(node)] = link
@@ -308,37 +303,37 @@ class _Evaluation(_Explainer):
         return UNKNOWN if unknown else True
 
     def _compare_pair(self, op: ast.cmpop, left: Any, right: Any, node: ast.Compare) -> bool:
-        symbol, function = _COMPARE[type(op)]
+        symbol, function = COMPARISONS[type(op)]
         try:
             return bool(function(left, right))
         except TypeError as exc:
             raise EvaluationError(
-                f"cannot evaluate {_short_repr(left)} {symbol} "
-                f"{_short_repr(right)} in {self.src(node)!r}: {exc}"
+                f"cannot evaluate {short_repr(left)} {symbol} "
+                f"{short_repr(right)} in {self.src(node)!r}: {exc}"
             ) from None
 
     def _binop(self, node: ast.BinOp) -> Any:
         left, right = self.visit(node.left), self.visit(node.right)
-        if _has_unknown(left) or _has_unknown(right):
+        if has_unknown(left) or has_unknown(right):
             return UNKNOWN
         if isinstance(node.op, ast.Mult):
-            _check_repeat(left, right)
+            check_repeat(left, right)
         if isinstance(node.op, ast.Mod) and issubclass(type(left), str):
             raise EvaluationError("'%' string formatting is not supported in expressions")
         try:
-            return _BINOPS[type(node.op)](left, right)
+            return BINARY_OPERATORS[type(node.op)](left, right)
         except (TypeError, ArithmeticError, ValueError, re.error) as exc:
             raise EvaluationError(f"cannot evaluate {self.src(node)!r}: {exc}") from None
 
     def _unaryop(self, node: ast.UnaryOp) -> Any:
         operand = self.visit(node.operand)
-        if operand is UNKNOWN or (not isinstance(node.op, ast.Not) and _has_unknown(operand)):
+        if operand is UNKNOWN or (not isinstance(node.op, ast.Not) and has_unknown(operand)):
             return UNKNOWN
         if isinstance(node.op, ast.Not):
             return not operand
         if type(operand) not in (int, float, bool):
             raise EvaluationError(
-                f"cannot negate {self.src(node.operand)}: it is {_describe(operand)}"
+                f"cannot negate {self.src(node.operand)}: it is {describe(operand)}"
             )
         return -operand if isinstance(node.op, ast.USub) else +operand
 
@@ -366,7 +361,7 @@ class _Evaluation(_Explainer):
             return self._method(node, node.func)
         name = node.func.id if isinstance(node.func, ast.Name) else ""
         args = [self.visit(arg) for arg in node.args]
-        if any(_has_unknown(arg) for arg in args):
+        if any(has_unknown(arg) for arg in args):
             return UNKNOWN
         try:
             return FUNCTIONS[name](*args)
@@ -376,11 +371,11 @@ class _Evaluation(_Explainer):
     def _method(self, node: ast.Call, func: ast.Attribute) -> Any:
         receiver = self.visit(func.value)
         args = [self.visit(arg) for arg in node.args]
-        if receiver is UNKNOWN or any(_has_unknown(arg) for arg in args):
+        if receiver is UNKNOWN or any(has_unknown(arg) for arg in args):
             return UNKNOWN
         if not issubclass(type(receiver), str):
             raise EvaluationError(
-                f"{self.src(func.value)} is {_describe(receiver)}; "
+                f"{self.src(func.value)} is {describe(receiver)}; "
                 f".{func.attr}() works on strings only"
             )
         try:
@@ -397,13 +392,13 @@ class _Evaluation(_Explainer):
     def _set(self, node: ast.Set) -> Any:
         items = [self.visit(item) for item in node.elts]
         for item in items:
-            _has_unknown(item)  # refuse hidden objects before hashing calls into them
+            has_unknown(item)  # refuse hidden objects before hashing calls into them
         return set(items)
 
     def _dict(self, node: ast.Dict) -> Any:
         keys = [self.visit(key) for key in node.keys if key is not None]
         for key in keys:
-            _has_unknown(key)
+            has_unknown(key)
         return dict(zip(keys, (self.visit(v) for v in node.values), strict=True))
 
     _HANDLERS: ClassVar[dict[type[ast.AST], Callable[[_Evaluation, Any], Any]]] = {
@@ -423,3 +418,80 @@ class _Evaluation(_Explainer):
         ast.Set: _set,
         ast.Dict: _dict,
     }
+
+    # --- explanations ------------------------------------------------------------------------
+    # Once a check came out false, walk the tree again over the values `visit` remembered, to
+    # show the part that made it false with its values and the source it came from.
+
+    def explain(self) -> str:
+        """`assert <values> (<sources>)` for the part of the expression that made it false."""
+        text, sources = self._explain(self.expr._tree.body)
+        unique = list(dict.fromkeys(sources))
+        return f"assert {text}" + (f" ({', '.join(unique)})" if unique else "")
+
+    def _explain(self, node: ast.expr) -> tuple[str, list[str]]:
+        if isinstance(node, ast.Compare):
+            return self._explain_compare(node)
+        if isinstance(node, ast.BoolOp):
+            return self._explain_boolop(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            text, sources = self._explain(node.operand)
+            nested = isinstance(node.operand, (ast.Compare, ast.BoolOp, ast.BinOp))
+            return (f"not ({text})" if nested else f"not {text}"), sources
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            return self._explain_operands(node.left, ["matches"], [node.right])
+        return self._explain_operands(node, [], [])
+
+    def _explain_compare(self, node: ast.Compare) -> tuple[str, list[str]]:
+        link = self.failed_link.get(id(node))
+        if link is None:  # the comparison held (e.g. under `not`): show the whole chain
+            return self._explain_operands(
+                node.left, [COMPARISONS[type(op)][0] for op in node.ops], node.comparators
+            )
+        left = node.left if link == 0 else node.comparators[link - 1]
+        return self._explain_operands(
+            left, [COMPARISONS[type(node.ops[link])][0]], [node.comparators[link]]
+        )
+
+    def _explain_operands(
+        self, first: ast.expr, symbols: list[str], rest: list[ast.expr]
+    ) -> tuple[str, list[str]]:
+        parts, sources = [self._value_text(first)], []
+        for symbol, operand in zip(symbols, rest, strict=True):
+            parts += [symbol, self._value_text(operand)]
+        for operand in (first, *rest):
+            if not _is_literal(operand):
+                sources.append(self.src(operand))
+        return " ".join(parts), sources
+
+    def _value_text(self, node: ast.expr) -> str:
+        return short_repr(self.values[id(node)]) if id(node) in self.values else "?"
+
+    def _explain_boolop(self, node: ast.BoolOp) -> tuple[str, list[str]]:
+        evaluated = [n for n in node.values if id(n) in self.values]
+        if isinstance(node.op, ast.And):
+            for operand in evaluated:
+                value = self.values[id(operand)]
+                if value is not UNKNOWN and not value:
+                    return self._explain(operand)
+        texts, sources = [], []
+        for operand in evaluated:
+            text, found = self._explain(operand)
+            texts.append(text)
+            sources += found
+        return " or ".join(texts), sources
+
+
+def _is_literal(node: ast.expr) -> bool:
+    """Whether `node` is written-out data (`200`, `-1`, `[200, 204]`), whose source adds nothing."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp):
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return all(_is_literal(item) for item in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(k is not None and _is_literal(k) for k in node.keys) and all(
+            _is_literal(v) for v in node.values
+        )
+    return False

@@ -4,11 +4,16 @@ Values reach commands through here, so this is where injection is stopped:
 templates render in Jinja's immutable sandbox (no Python internals, no
 mutation of the namespace), undefined names fail loudly instead of rendering
 as empty text, and in shell mode every `{{ ... }}` output is shell-quoted so a
-parameter can never add an argument, a pipe or a second command. For dry-runs,
+parameter can never add an argument, a pipe or a second command. In a URL
+field (an executor's `url_fields`) every value is percent-encoded for the part
+of the URL it lands in, so it can never add a path segment, a query or a
+fragment (see `Renderer.render_value`). For dry-runs,
 a value that is not known until the run (`UNKNOWN`) raises `UnknownValue`
 naming what it depends on, so the planner shows the step as `unknown` rather
-than guessing. Jinja is imported on first render only: `runbook --help` and
-`validate` never pay for it.
+than guessing. Every render is bounded in size, steps and time
+(`runbook.expr.bounds`), and going past a bound is a TemplateLimit naming it.
+Jinja is imported on first render only: `runbook --help` and `validate` never
+pay for it.
 """
 
 from __future__ import annotations
@@ -16,24 +21,33 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
+from urllib.parse import quote, urlsplit
 
 from runbook.errors import TemplateError
-from runbook.expr.expression import MAX_SEQUENCE_LENGTH, is_unknown, rewrite_hyphenated_ids
+from runbook.expr import bounds
+from runbook.expr.bounds import TemplateLimit
+from runbook.expr.compile import rewrite_hyphenated_ids, template_blocks
+from runbook.expr.values import is_unknown
 
 __all__ = ["Renderer", "UnknownValue", "has_template", "shell_join", "shell_quote"]
 
-_BLOCK = re.compile(r"(\{\{|\{%)(.*?)(\}\}|%\})", re.S)
 _SINGLE_EXPRESSION = re.compile(r"\s*\{\{(?![-+])((?:(?!\{\{|\}\}).)*?)(?<![-+])\}\}\s*", re.S)
 _CHAIN = re.compile(
     r"(?<![\w.'\"])([A-Za-z_]\w*)((?:\.[A-Za-z0-9_][\w-]*|\[\s*(?:'[^']*'|\"[^\"]*\"|\d+)\s*\])*)"
 )
 _SEGMENT = re.compile(r"\.([\w-]+)|\[\s*(?:'([^']*)'|\"([^\"]*)\"|(\d+))\s*\]")
 _PLAIN_TYPES = (str, int, float, bool, type(None), list, tuple, dict)
-_MAX_POWER = 1000
+Mode = Literal["plain", "shell", "url"]
+# In URL mode each rendered value is wrapped in these private-use marks, so the URL can be
+# split by its literal text alone and each value encoded for the part it landed in.
+_VALUE_START, _VALUE_END, _SLOT = "\ue000", "\ue001", "\ue002"
+_MARKED = re.compile("\ue000([^\ue000\ue001]*)\ue001")
+_LITERAL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_HOST_VALUE = re.compile(r"[A-Za-z0-9._~:\[\]-]*")
 _MAX_DEPTH = 32
 
 
@@ -121,40 +135,40 @@ def _reject_unknown(value: Any) -> None:
 
 def _finalize_plain(value: Any) -> Any:
     _reject_unknown(value)
+    bounds.printed(value)
     return value
 
 
 def _finalize_shell(value: Any) -> str:
     _reject_unknown(value)
+    bounds.printed(value)
     return shell_quote(value)
 
 
-def _check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse `{{ 'x' * 10**9 }}` and `{{ 9 ** 9 ** 9 }}` before they exhaust memory/CPU."""
-    if operator == "**" and isinstance(right, int) and abs(right) > _MAX_POWER:
-        raise TemplateError(f"exponent {right} is larger than {_MAX_POWER}")
-    if operator == "*":
-        for sequence, count in ((left, right), (right, left)):
-            if (
-                isinstance(count, int)
-                and isinstance(sequence, (str, list, tuple))
-                and len(sequence) * count > MAX_SEQUENCE_LENGTH
-            ):
-                raise TemplateError(f"result would be longer than {MAX_SEQUENCE_LENGTH} items")
+def _finalize_url(value: Any) -> str:
+    _reject_unknown(value)
+    bounds.printed(value)
+    text = str(value)
+    if _VALUE_START in text or _VALUE_END in text or _SLOT in text:
+        raise TemplateError("a value rendered into a URL holds a reserved character U+E000..E002")
+    return _VALUE_START + text + _VALUE_END
 
 
-@lru_cache(maxsize=2)
-def _environment(shell: bool) -> Any:
+_FINALIZE = {"plain": _finalize_plain, "shell": _finalize_shell, "url": _finalize_url}
+
+
+@lru_cache(maxsize=3)
+def _environment(mode: Mode) -> Any:
     """The shared sandbox; one per quoting mode, built on first use (imports jinja2)."""
     from jinja2 import StrictUndefined
-    from jinja2.runtime import Context
+    from jinja2.runtime import Context, LoopContext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class RunbookEnvironment(ImmutableSandboxedEnvironment):
         """Mapping keys win over methods (`steps.update` is the step, not dict.update),
         and UNKNOWN turns into an _UnknownRef that remembers how it was reached."""
 
-        intercepted_binops = frozenset({"*", "**"})
+        intercepted_binops = frozenset({"*", "**", "+", "%"})  # see bounds.check_operator
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             if is_unknown(obj):  # reached without a path, e.g. as a {% for %} loop variable
@@ -175,32 +189,48 @@ def _environment(shell: bool) -> Any:
         def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
             _reject_unknown(left)
             _reject_unknown(right)
-            _check_binop(operator, left, right)
+            bounds.check_operator(operator, left, right)
             return super().call_binop(context, operator, left, right)
 
-    return RunbookEnvironment(
+        def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            """Every call (function, method, macro, `loop(...)`) is counted and size-checked."""
+            args = bounds.check_call(__obj, args, kwargs)
+            if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
+                args = (bounds.bounded_iteration(args[0]), *args[1:])
+            result = super().call(__context, __obj, *args, **kwargs)
+            return bounds.checked_result(result, args, kwargs)
+
+        def _generate(self, source: Any, *args: Any, **kwargs: Any) -> Any:
+            """Route loops and `~` through the bounds' filters before compiling."""
+            return super()._generate(bounds.bound_nodes(source, self), *args, **kwargs)
+
+    environment = RunbookEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        finalize=_finalize_shell if shell else _finalize_plain,
+        finalize=_FINALIZE[mode],
     )
+    bounds.install(environment)
+    return environment
 
 
 def _prepare(source: str) -> str:
     """Rewrite `steps.check-db` inside `{{ }}`/`{% %}` blocks; literal text is untouched."""
-    return _BLOCK.sub(
-        lambda m: m.group(1) + rewrite_hyphenated_ids(m.group(2)) + m.group(3), source
-    )
+    pieces, at = [], 0
+    for start, end in template_blocks(source):
+        pieces += [source[at:start], rewrite_hyphenated_ids(source[start:end])]
+        at = end
+    return "".join(pieces) + source[at:]
 
 
 @lru_cache(maxsize=1024)
-def _template(source: str, shell: bool) -> Any:
-    return _environment(shell).from_string(_prepare(source))
+def _template(source: str, mode: Mode) -> Any:
+    return _environment(mode).from_string(_prepare(source))
 
 
 @lru_cache(maxsize=1024)
 def _expression(source: str) -> Any:
-    return _environment(False).compile_expression(
+    return _environment("plain").compile_expression(
         rewrite_hyphenated_ids(source), undefined_to_none=False
     )
 
@@ -209,52 +239,76 @@ class Renderer:
     """Renders templates against one namespace (`params`, `steps`, `vars`, `target`, ...).
 
     Cheap to create: environments and compiled templates are cached per
-    process, so a 200-step plan compiles each distinct template once.
+    process, so a 200-step plan compiles each distinct template once. Each
+    call renders within the bounds of `runbook.expr.bounds`, and stops by
+    `deadline` (monotonic clock) when that comes sooner.
     """
 
-    def __init__(self, namespace: Mapping[str, Any]) -> None:
+    def __init__(self, namespace: Mapping[str, Any], *, deadline: float | None = None) -> None:
         self.namespace = namespace
+        self.deadline = deadline
         self._context = {str(k): _unknown_to_ref(v, k) for k, v in namespace.items()}
 
     def render_text(self, template: str, *, shell: bool = False) -> str:
         """Render to text; with `shell=True` every `{{ ... }}` output is one quoted word."""
+        return self._render_text(template, "shell" if shell else "plain")
+
+    def _render_text(self, template: str, mode: Mode) -> str:
         if not has_template(template):
             return template
-        with self._errors(template):
-            return str(_template(template, shell).render(self._context))
+        with self._errors(template), bounds.render_budget(self.deadline):
+            text = bounds.bounded_template(_template(template, mode), self._context)
+            return _assemble_url(text) if mode == "url" else text
 
-    def render_value(self, value: Any, *, shell_fields: tuple[str, ...] = ()) -> Any:
-        """Render every string inside dicts/lists; top-level keys in `shell_fields` are quoted.
+    def render_value(
+        self,
+        value: Any,
+        *,
+        shell_fields: tuple[str, ...] = (),
+        url_fields: tuple[str, ...] = (),
+    ) -> Any:
+        """Render every string inside dicts/lists, top-level keys by the executor's spec.
 
         A string that is exactly one `{{ expr }}` keeps the expression's type,
         so `timeout: "{{ params.t }}"` yields an int (outside shell fields).
+        Values rendered into a key of `shell_fields` are shell-quoted. In a key of
+        `url_fields` each value is percent-encoded for the URL part it lands in:
+        a path segment (`/`, `?`, `#` encoded; `.`/`..` refused), a query or
+        fragment value, userinfo; in the host it may hold only host characters.
+        The scheme is literal text, or the whole URL (or its leading part, up
+        to the next literal text) is one value, taken as written: that is how an
+        author lets a param choose the URL.
         """
-        if shell_fields and isinstance(value, Mapping):
-            return {
-                key: self._render_nested(item, shell=key in shell_fields)
-                for key, item in value.items()
-            }
-        return self._render_nested(value, shell=False)
+        with bounds.render_budget(self.deadline):  # one budget for all of a config's strings
+            if (shell_fields or url_fields) and isinstance(value, Mapping):
+                modes: dict[str, Mode] = {key: "shell" for key in shell_fields}
+                modes.update({key: "url" for key in url_fields})
+                return {
+                    key: self._render_nested(item, mode=modes.get(key, "plain"))
+                    for key, item in value.items()
+                }
+            return self._render_nested(value, mode="plain")
 
-    def _render_nested(self, value: Any, *, shell: bool) -> Any:
+    def _render_nested(self, value: Any, *, mode: Mode) -> Any:
         if isinstance(value, str):
-            return self._render_string(value, shell=shell)
+            return self._render_string(value, mode=mode)
         if isinstance(value, Mapping):
-            return {key: self._render_nested(item, shell=shell) for key, item in value.items()}
+            return {key: self._render_nested(item, mode=mode) for key, item in value.items()}
         if isinstance(value, (list, tuple)):
-            items = [self._render_nested(item, shell=shell) for item in value]
+            items = [self._render_nested(item, mode=mode) for item in value]
             return items if isinstance(value, list) else tuple(items)
         return value
 
-    def _render_string(self, text: str, *, shell: bool) -> Any:
+    def _render_string(self, text: str, *, mode: Mode) -> Any:
         if not has_template(text):
             return text
-        single = None if shell else _SINGLE_EXPRESSION.fullmatch(text)
+        single = None if mode == "shell" else _SINGLE_EXPRESSION.fullmatch(text)
         if single is None:
-            return self.render_text(text, shell=shell)
-        with self._errors(text):
+            return self._render_text(text, mode)
+        with self._errors(text), bounds.render_budget(self.deadline):
             value = _expression(single.group(1))(**self._context)
             _reject_unknown(value)
+            bounds.printed(value)
             return value if isinstance(value, _PLAIN_TYPES) else str(value)
 
     @contextmanager
@@ -272,6 +326,15 @@ class Renderer:
                     f"depends on a value not known until the run{detail}", template, exc.ref
                 ) from None
             raise UnknownValue(f"depends on {chain}", template, chain) from None
+        except TemplateLimit as exc:  # keep which bound it was, and whether it was the clock
+            raise TemplateLimit(
+                f"{exc.message} in template {template!r}", exc.bound, timed_out=exc.timed_out
+            ) from None
+        except RecursionError:  # a macro calling itself, or brackets nested without end
+            raise TemplateLimit(
+                f"template nests too deep (template loop bound) in template {template!r}",
+                "template loop",
+            ) from None
         except jinja2.UndefinedError as exc:
             raise TemplateError(
                 self._undefined_message(exc.message or str(exc), template)
@@ -306,7 +369,105 @@ class Renderer:
             return f"{message} in template {template!r}"
         found = _resolve(owner, self.namespace)
         hint = _did_you_mean(name, found) if isinstance(found, Mapping) else ""
+        if not hint and owner.startswith(("steps", "vars")):
+            hint = (
+                f"; a step that was skipped or could not run leaves no result fields or vars: "
+                f"`{{{{ {owner}.{name} | default('n/a') }}}}` renders a fallback"
+            )
         return f"{owner!r} has no attribute {name!r} in template {template!r}{hint}"
+
+
+def _assemble_url(marked: str) -> str:
+    """The URL with each rendered value encoded for the part of it that value landed in.
+
+    `marked` is the rendered template with every value between _VALUE_START and
+    _VALUE_END. Which part a value is in (userinfo, host, path, query, fragment)
+    is decided by the literal text alone, so a `/`, `?`, `#` or `@` inside a
+    value can never move it, nor what follows it, to another part.
+    """
+    pieces = _MARKED.split(marked)
+    literals, values = pieces[0::2], pieces[1::2]
+    if any(mark in text for text in literals for mark in (_VALUE_START, _VALUE_END, _SLOT)):
+        raise TemplateError("cannot tell rendered values from literal text in this URL")
+    if not values:
+        return marked
+    prefix = ""
+    if literals[0] == "":  # starts with a value: a URL the author lets a param choose
+        prefix = values.pop(0)
+        literals.pop(0)
+        _check_url_prefix(prefix, more=bool(values) or any(literals))
+    skeleton = prefix + _SLOT.join(literals)
+    at = {m.start(): value for m, value in zip(re.finditer(_SLOT, skeleton), values, strict=True)}
+    part_of = _url_parts(skeleton)
+    out, last = [], 0
+    for index, value in at.items():
+        part = part_of(index)
+        if part == "host" and not _HOST_VALUE.fullmatch(value):
+            raise TemplateError(
+                "a value rendered into the host of a URL may hold only letters, digits "
+                "and . - _ ~ : [ ]"
+            )
+        if part == "path" and _segment_at(skeleton, index, at) in (".", ".."):
+            raise TemplateError("a value rendered into a URL path makes a '.' or '..' segment")
+        encoded = value if part == "host" else quote(value, safe="", errors="surrogatepass")
+        out += [skeleton[last:index], encoded]
+        last = index + 1
+    return "".join(out) + skeleton[last:]
+
+
+def _check_url_prefix(prefix: str, *, more: bool) -> None:
+    """A URL that starts with a value: that value must itself be a whole absolute URL."""
+    try:
+        has_host = bool(urlsplit(prefix).netloc)
+    except ValueError:
+        has_host = False
+    if not (_LITERAL_SCHEME.match(prefix) and has_host):
+        raise TemplateError(
+            "a URL that starts with a value needs that value to be a whole URL "
+            "(scheme://host...): write the scheme and host literally, or make the whole "
+            "URL one value"
+        )
+    if any(ch.isspace() or not ch.isprintable() for ch in prefix):
+        raise TemplateError("the value a URL starts with holds a space or a control character")
+    if more and ("?" in prefix or "#" in prefix):
+        raise TemplateError(
+            "the value a URL starts with holds '?' or '#', which would move the rest of the "
+            "URL into its query or fragment"
+        )
+
+
+def _url_parts(skeleton: str) -> Callable[[int], str]:
+    """Which part of the URL an index of `skeleton` is in, from its literal text only."""
+    scheme = _LITERAL_SCHEME.match(skeleton)
+    if scheme is None and _SLOT in skeleton.partition("://")[0] and "://" in skeleton:
+        raise TemplateError("the scheme of a URL must be literal text (or the whole URL a value)")
+    host_start = scheme.end() if scheme else 0
+    path_start = _first_of(skeleton, "/?#", host_start) if scheme else 0
+    query_start = _first_of(skeleton, "?#", path_start)
+    fragment_start = _first_of(skeleton, "#", query_start)
+    userinfo_end = skeleton.rfind("@", host_start, path_start)
+
+    def part_of(index: int) -> str:
+        if index < path_start:
+            return "userinfo" if index < userinfo_end else "host"
+        if index < query_start:
+            return "path"
+        return "query" if index < fragment_start else "fragment"
+
+    return part_of
+
+
+def _segment_at(skeleton: str, index: int, values: Mapping[int, str]) -> str:
+    """The decoded path segment around `index`, values in place."""
+    start = skeleton.rfind("/", 0, index) + 1
+    end = _first_of(skeleton, "/?#", index)
+    return "".join(values.get(i, ch) for i, ch in enumerate(skeleton[start:end], start))
+
+
+def _first_of(text: str, chars: str, start: int) -> int:
+    """Index of the first of `chars` in `text` from `start`, or len(text)."""
+    found = [i for i in (text.find(c, start) for c in chars) if i >= 0]
+    return min(found, default=len(text))
 
 
 def _did_you_mean(name: str, options: Mapping[Any, Any]) -> str:
@@ -316,13 +477,23 @@ def _did_you_mean(name: str, options: Mapping[Any, Any]) -> str:
 
 def _owner_of(name: str, template: str) -> str | None:
     """The expression in `template` whose attribute `name` is missing: `params` for
-    `params.servce`."""
+    `params.servce`.
+
+    Each access to `name` is found first, and its owner read backwards from it: a
+    lazy regex for "an owner, then the access" would rescan a long name from every
+    one of its characters.
+    """
     escaped = re.escape(name)
-    pattern = rf"([A-Za-z_][\w.\-\[\]'\"]*?)(?:\.{escaped}\b|\[\s*['\"]?{escaped}['\"]?\s*\])"
-    for block in _BLOCK.finditer(template):
-        m = re.search(pattern, block.group(2))
-        if m:
-            return m.group(1)
+    access = re.compile(rf"\.{escaped}\b|\[\s*['\"]?{escaped}['\"]?\s*\]")
+    for start, end in template_blocks(template):
+        code = template[start:end]
+        for m in access.finditer(code):
+            first = m.start()
+            while first > 0 and (code[first - 1].isalnum() or code[first - 1] in "_.-[]'\""):
+                first -= 1
+            owner = re.search(r"[A-Za-z_]", code[first : m.start()])
+            if owner is not None:
+                return code[first + owner.start() : m.start()]
     return None
 
 
@@ -348,8 +519,8 @@ def _resolve(chain: str, namespace: Mapping[str, Any]) -> Any:
 
 def _unknown_chain(template: str, namespace: Mapping[str, Any]) -> str | None:
     """The first reference in `template` that runs into UNKNOWN, as the author wrote it."""
-    for block in _BLOCK.finditer(template):
-        code = block.group(2)
+    for start, end in template_blocks(template):
+        code = template[start:end]
         for m in _CHAIN.finditer(code):
             chain = m.group(0)
             if re.match(r"\s*\(", code[m.end() :]) and "." in chain:

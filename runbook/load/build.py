@@ -1,11 +1,10 @@
 """Building the frozen `Runbook` model from a marked tree that passed every check.
 
 `runbook.load.loader` validates first and only then calls `build_runbook`, so
-nothing here re-validates: it turns YAML shapes (a string or a mapping for
-`confirm`, an int or a mapping for `retries`, `goto <id>`) into the model's
-typed fields and strips the line marks. It is separate from validation because
-it never reports problems; the semantic pass borrows `_build_param` from it to
-check param specs. `runbook.load.loader` re-exports `build_runbook` and `_plain`.
+nothing here re-validates or reports problems: it turns YAML shapes (a string or
+a mapping for `confirm`, an int or a mapping for `retries`, `goto <id>`) into the
+model's typed fields and strips the line marks. The semantic pass builds a
+`Param` with `build_param` to check a param spec's default and values against it.
 """
 
 from __future__ import annotations
@@ -13,25 +12,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runbook.load.marked_yaml import MarkedDict, MarkedList
+from runbook.load.marked_yaml import unmarked
 from runbook.load.model import Confirm, Param, RetryPolicy, Runbook, Step, StepKind, Target
 from runbook.load.schema import parse_duration
 
 
-def _build_param(name: str, spec: Mapping[str, Any]) -> Param:
+def build_param(name: str, spec: Mapping[str, Any]) -> Param:
+    """The `Param` that a well-typed `params.<name>` spec declares."""
     low, high = spec.get("min"), spec.get("max")
     return Param(
         name=name,
         type=spec.get("type", "string"),
-        default=_plain(spec.get("default")),
+        default=unmarked(spec.get("default")),
         required=bool(spec.get("required", False)),
         pattern=spec.get("pattern"),
-        values=tuple(_plain(spec.get("values", []))),
+        values=tuple(unmarked(spec.get("values", []))),
         minimum=None if low is None else float(low),
         maximum=None if high is None else float(high),
         secret=bool(spec.get("secret", False)),
         description=spec.get("description", ""),
-        example=_plain(spec.get("example")),
+        example=unmarked(spec.get("example")),
     )
 
 
@@ -44,7 +44,7 @@ def build_runbook(tree: Mapping[str, Any], *, path: str = "", sha256: str = "") 
         title=meta["title"],
         severity=meta["severity"],
         steps=tuple(_build_step(step) for step in tree["steps"]),
-        params={n: _build_param(n, s) for n, s in tree.get("params", {}).items()},
+        params={n: build_param(n, s) for n, s in tree.get("params", {}).items()},
         targets={n: _build_target(n, t) for n, t in tree.get("targets", {}).items()},
         owners=tuple(meta.get("owners", ())),
         tags=tuple(meta.get("tags", ())),
@@ -57,14 +57,14 @@ def build_runbook(tree: Mapping[str, Any], *, path: str = "", sha256: str = "") 
 
 
 def _build_target(name: str, spec: Mapping[str, Any]) -> Target:
-    options = {k: _plain(v) for k, v in spec.items() if k != "transport"}
+    options = {k: unmarked(v) for k, v in spec.items() if k != "transport"}
     return Target(name=name, transport=spec.get("transport", "local"), options=options)
 
 
 def _build_step(raw: Mapping[str, Any]) -> Step:
     kind: StepKind = "check" if "check" in raw else "action"
-    on_failure = raw.get("on_failure", "abort")
-    goto = on_failure[len("goto ") :].strip() if on_failure.startswith("goto ") else None
+    on_failure, goto = _route(raw.get("on_failure", "abort"))
+    on_error, error_goto = _route(raw["on_error"]) if "on_error" in raw else (None, None)
     return Step(
         id=raw["id"],
         phase=raw["phase"],
@@ -72,8 +72,11 @@ def _build_step(raw: Mapping[str, Any]) -> Step:
         **_call_fields(raw, kind),
         deadline=_duration(raw.get("deadline")),
         when=raw.get("when"),
-        on_failure="goto" if goto else on_failure,
+        on_failure=on_failure,
         goto=goto,
+        on_error=on_error,
+        error_goto=error_goto,
+        always=bool(raw.get("always", False)),
         confirm=_confirm(raw.get("confirm")),
         register=_register(raw.get("register")),
         concurrency=raw.get("concurrency"),
@@ -92,12 +95,19 @@ def _build_step(raw: Mapping[str, Any]) -> Step:
     )
 
 
+def _route(value: str) -> tuple[str, str | None]:
+    """`continue`/`abort`, or `goto <id>` as ("goto", id)."""
+    if value.startswith("goto "):
+        return "goto", value[len("goto ") :].strip()
+    return value, None
+
+
 def _call_fields(raw: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """What a step and a `verify:` entry have in common."""
     ((executor, config),) = raw[kind].items()
     return {
         "executor": executor,
-        "config": _plain(config),
+        "config": unmarked(config),
         "title": raw.get("title", ""),
         "expect": _expect(raw.get("expect")),
         "retries": _retries(raw.get("retries")),
@@ -150,12 +160,3 @@ def _register(value: Any) -> dict[str, str]:
     if isinstance(value, str):
         return {value: ""}  # the whole result
     return dict(value)
-
-
-def _plain(value: Any) -> Any:
-    """Plain dicts and lists (no marks) for the model; executors may serialise them."""
-    if isinstance(value, MarkedDict | dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, MarkedList | list):
-        return [_plain(v) for v in value]
-    return value

@@ -8,6 +8,7 @@ executor owns its config shape through its own JSON Schema.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -63,7 +64,12 @@ class RetryPolicy:
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number `attempt` (2, 3, ...)."""
-        wait = self.delay * (self.backoff ** max(attempt - 2, 0))
+        if self.delay <= 0:
+            return 0.0
+        try:
+            wait = self.delay * (self.backoff ** max(attempt - 2, 0))
+        except OverflowError:  # a large backoff after many attempts
+            wait = math.inf
         return float(min(wait, self.max_delay))
 
 
@@ -92,6 +98,9 @@ class Step:
     when: str | None = None
     on_failure: str = "abort"
     goto: str | None = None
+    on_error: str | None = None  # None: errors go where `on_failure` sends failures
+    error_goto: str | None = None
+    always: bool = False
     confirm: Confirm | None = None
     register: Mapping[str, str] = field(default_factory=dict)
     verify: tuple[Step, ...] = ()
@@ -104,6 +113,18 @@ class Step:
     @property
     def is_action(self) -> bool:
         return self.kind == "action"
+
+    def route(self, status: str) -> tuple[str, str | None]:
+        """Where the run goes after this step ended `status` (a failure): `continue`,
+        `abort` or `goto` with its target. An `error` follows `on_error` when given."""
+        if status == "error" and self.on_error is not None:
+            return self.on_error, self.error_goto
+        return self.on_failure, self.goto
+
+    @property
+    def handles_errors(self) -> bool:
+        """Whether the runbook says what an `error` of this step means (`on_error:`)."""
+        return self.on_error is not None
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,16 @@
 
 Everything is checked before any step runs: an unknown key, a missing required
 value, a wrong type, a value outside `values`/`pattern`/`min`/`max` is an exit-2
-error naming the parameter and what is allowed. Secret params may come from
-`RUNBOOK_PARAM_<NAME>` so they never appear in `ps` or shell history.
+error naming the parameter and what is allowed. A `pattern` must match the whole
+value (`matches_whole`). Secret params may come from `RUNBOOK_PARAM_<NAME>` so
+they never appear in `ps` or shell history.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -43,10 +44,13 @@ def coerce(param: Param, raw: Any) -> Any:
         if kind == "number":
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw)
+            number = float(raw)
+            if not math.isfinite(number):  # "inf", "nan", "1e999": nothing to compare with
+                raise ValueError
+            return number
         if kind == "bool":
             return _coerce_bool(raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ParamError(
             f"param '{param.name}': {_show(param, raw)} is not a valid {kind}"
         ) from None
@@ -70,8 +74,24 @@ def _show(param: Param, value: Any) -> str:
     return "***" if param.secret else repr(value)
 
 
+def matches_whole(param: Param, value: str) -> bool:
+    """Whether `value` matches the param's `pattern` from its first character to its last.
+
+    Full-match, not search: `^[a-z]+$` searched would accept "api\n", because `$`
+    also matches before a final newline. The pattern runs on RE2 (linear time).
+    """
+    from runbook.expr.patterns import compile_pattern
+
+    return param.pattern is None or compile_pattern(param.pattern).fullmatch(value)
+
+
 def check(param: Param, value: Any) -> None:
-    """Raise ParamError when `value` breaks the param's values/pattern/min/max."""
+    """Raise ParamError when `value` breaks the param's values/pattern/min/max,
+    or is a secret too short to be masked."""
+    if param.secret and value is not None:
+        from runbook.run.secrets import check_secret_length
+
+        check_secret_length(str(value), param.name)
     if param.type == "enum" and value not in param.values:
         allowed = ", ".join(str(v) for v in param.values)
         hint = difflib.get_close_matches(str(value), [str(v) for v in param.values], n=1)
@@ -79,9 +99,10 @@ def check(param: Param, value: Any) -> None:
         raise ParamError(
             f"param '{param.name}': {_show(param, value)} is not one of: {allowed}{extra}"
         )
-    if param.pattern is not None and isinstance(value, str) and not re.search(param.pattern, value):
+    if param.pattern is not None and isinstance(value, str) and not matches_whole(param, value):
         raise ParamError(
-            f"param '{param.name}': {_show(param, value)} does not match pattern {param.pattern!r}"
+            f"param '{param.name}': {_show(param, value)} does not match pattern "
+            f"{param.pattern!r} (the whole value must match)"
         )
     if isinstance(value, int | float) and not isinstance(value, bool):
         if param.minimum is not None and value < param.minimum:

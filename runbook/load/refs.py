@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from runbook.expr.compile import template_blocks
+
 ROOTS = ("params", "steps", "vars", "target", "inventory")
 
 _REF = re.compile(
     r"(?<![\w.])(?P<root>params|steps|vars|target|inventory)"
     r"(?:\.(?P<dotted>[A-Za-z_][\w-]*)|\[\s*['\"](?P<quoted>[^'\"]+)['\"]\s*\])"
 )
-_TEMPLATE_BLOCK = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.S)
 
 
 class Reference(NamedTuple):
@@ -40,6 +41,6 @@ def expression_refs(text: str) -> list[Reference]:
 def template_refs(text: str) -> list[Reference]:
     """References inside the `{{ ... }}` and `{% ... %}` blocks of a template string."""
     found: list[Reference] = []
-    for m in _TEMPLATE_BLOCK.finditer(text):
-        found.extend(expression_refs(m.group(1) or m.group(2) or ""))
+    for start, end in template_blocks(text):  # one pass, however many blocks are unclosed
+        found.extend(expression_refs(text[start:end]))
     return found

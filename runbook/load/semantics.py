@@ -1,35 +1,35 @@
 """The semantic pass of loading: what a schema cannot express about a runbook.
 
 Unique step ids, references to earlier steps and declared params, goto
-targets, declared targets, action-only keys, expressions that compile, and
+targets (never into or out of the `always` steps, which run after the others),
+declared targets, action-only keys, expressions that compile, and
 param specs whose defaults and values satisfy their own type, pattern and
-range. `runbook.load.loader` runs it after the core-schema and executor-config
-passes; it is separate because it is the one pass that needs the whole
-runbook, and because it walks the tree with its own tolerance for parts the
-schema rejected. `runbook.load.loader` re-exports `param_value_problem`.
+range. `runbook.load.loader` runs `semantic_issues` after the core-schema and
+executor-config passes, on the same marked tree: every check here tolerates the
+parts the schema rejected, so independent problems are all reported at once.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
-import importlib.util
-import re
-from collections.abc import Callable, Iterator, Mapping
-from functools import cache
+from collections.abc import Container, Iterator, Mapping
 from typing import Any
 
 from runbook.errors import ExpressionError
-from runbook.load.build import _build_param
+from runbook.expr.expression import compile_expression
+from runbook.expr.patterns import PatternError, compile_pattern
+from runbook.load.build import build_param
 from runbook.load.marked_yaml import MarkedDict, locate
 from runbook.load.model import PARAM_TYPES, Param
+from runbook.load.params import matches_whole
 from runbook.load.refs import Reference, expression_refs, template_refs
-from runbook.load.schema import Issue, PathT, issue_at, short
+from runbook.load.schema import DURATION, Issue, PathT, issue_at, parse_duration, short
 
 IMPLICIT_TARGETS = ("local",)
 
 
-def _steps(tree: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_steps(tree: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, step) of each mapping under `steps:`, skipping what the schema rejects."""
     steps = tree.get("steps") if isinstance(tree, dict) else None
     for i, step in enumerate(steps if isinstance(steps, list) else []):
         if isinstance(step, dict):
@@ -49,20 +49,38 @@ def _strings(value: Any, path: PathT) -> Iterator[tuple[PathT, str]]:
 
 
 # -- semantic checks ----------------------------------------------------------------------
-@cache
-def _expression_compiler() -> Callable[[str], object] | None:
-    """`runbook.expr.expression.compile_expression`, or None while that module is absent."""
-    if importlib.util.find_spec("runbook.expr.expression") is None:
-        return None
-    compiler: Callable[[str], object] | None = getattr(
-        importlib.import_module("runbook.expr.expression"), "compile_expression", None
-    )
-    return compiler
+def semantic_issues(tree: MarkedDict) -> list[Issue]:
+    """Every problem in `tree` that needs the whole runbook to see (see the module docstring)."""
+    return _Semantics(tree).issues()
 
 
 def _did_you_mean(name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(name, choices, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class _Visible(Container[str]):
+    """The ids of the steps that have results when one step starts, with an O(1) `in`.
+
+    `first_run` maps each id to when it first runs (`_Semantics.run_order`); an id is
+    visible when that is before `start`, and `also` (the step itself, for its `verify:`
+    checks) always is.
+    """
+
+    __slots__ = ("_first_run", "_start", "_also")
+
+    def __init__(
+        self, first_run: Mapping[str, tuple[int, int]], start: tuple[int, int], also: str | None
+    ) -> None:
+        self._first_run, self._start, self._also = first_run, start, also
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name == self._also:
+            return True
+        at = self._first_run.get(name)
+        return at is not None and at < self._start
 
 
 class _Semantics:
@@ -75,19 +93,33 @@ class _Semantics:
         self.params = sorted(params) if isinstance(params, dict) else []
         self.targets = sorted(targets) if isinstance(targets, dict) else []
         self.ids: list[str | None] = []
+        self.always: set[str] = set()  # ids of `always: true` steps: they run last
         steps = tree.get("steps")
         for step in steps if isinstance(steps, list) else []:
             step_id = step.get("id") if isinstance(step, dict) else None
             self.ids.append(step_id if isinstance(step_id, str) else None)
+            if isinstance(step_id, str) and step.get("always") is True:
+                self.always.add(step_id)
+        # Looked up for every reference of every step: kept as maps so that a check is
+        # O(1), and validating a runbook of n steps stays linear in n.
+        self.known = [s for s in self.ids if s is not None]
+        self.known_set = set(self.known)
+        self.first_index: dict[str, int] = {}
+        self.first_run: dict[str, tuple[int, int]] = {}
+        for i, step_id in enumerate(self.ids):
+            if step_id is not None:
+                self.first_index.setdefault(step_id, i)
+                self.first_run.setdefault(step_id, self.run_order(i))
 
     def add(self, path: PathT, message: str, *, key: bool = False) -> None:
         self.found.append(issue_at(self.tree, path, message, key=key))
 
     def issues(self) -> list[Issue]:
         self.check_ids()
-        for i, step in _steps(self.tree):
+        for i, step in iter_steps(self.tree):
             self.check_step(i, step)
         self.check_params()
+        self.check_durations()
         targets = self.tree.get("targets")
         for path, text in _strings(targets if isinstance(targets, dict) else {}, ("targets",)):
             self.check_refs(path, template_refs(text), set(), None, "target")
@@ -109,7 +141,7 @@ class _Semantics:
                 first[step_id] = i
 
     def check_step(self, i: int, step: dict[str, Any]) -> None:
-        own, earlier = self.ids[i], {s for s in self.ids[:i] if s is not None}
+        own, earlier = self.ids[i], self.runs_before(i)
         base: PathT = ("steps", i)
         when = step.get("when")
         if isinstance(when, str):
@@ -122,13 +154,14 @@ class _Semantics:
         for field in ("check", "action", "confirm", "title"):
             for path, text in _strings(step.get(field), base + (field,)):
                 self.check_refs(path, template_refs(text), earlier, own, "config")
-        self.check_goto(base, step.get("on_failure"), own)
+        for key in ("on_failure", "on_error"):
+            self.check_goto(base + (key,), step.get(key), own, always=own in self.always)
         self.check_action_only(base, step)
         self.check_target(base, step)
-        self.check_verify(base, step, earlier | ({own} if own else set()))
+        self.check_verify(base, step, self.runs_before(i, including_itself=True))
 
     def check_expect(
-        self, base: PathT, step: dict[str, Any], visible: set[str], own: str | None
+        self, base: PathT, step: dict[str, Any], visible: Container[str], own: str | None
     ) -> None:
         expect = step.get("expect")
         if isinstance(expect, str):
@@ -138,19 +171,21 @@ class _Semantics:
                 self.check_expression(base + ("expect", j), text, visible, own, "expect")
 
     def check_expression(
-        self, path: PathT, text: str, visible: set[str], own: str | None, role: str
+        self, path: PathT, text: str, visible: Container[str], own: str | None, role: str
     ) -> None:
         self.check_refs(path, expression_refs(text), visible, own, role)
-        compiler = _expression_compiler()
-        if compiler is None:
-            return
         try:
-            compiler(text)
+            compile_expression(text)
         except ExpressionError as exc:  # its message quotes the expression and the column
             self.add(path, exc.message)
 
     def check_refs(
-        self, path: PathT, refs: list[Reference], visible: set[str], own: str | None, role: str
+        self,
+        path: PathT,
+        refs: list[Reference],
+        visible: Container[str],
+        own: str | None,
+        role: str,
     ) -> None:
         for ref in dict.fromkeys(refs):
             if ref.root == "params" and ref.name not in self.params:
@@ -163,6 +198,16 @@ class _Semantics:
             elif ref.root == "steps" and ref.name not in visible:
                 self.add(path, self.step_ref_problem(ref.name, own, role))
 
+    def run_order(self, i: int) -> tuple[int, int]:
+        """When step `i` runs: the normal steps in file order, then the `always` steps
+        in file order among themselves."""
+        return (1 if self.ids[i] in self.always else 0, i)
+
+    def runs_before(self, i: int, *, including_itself: bool = False) -> _Visible:
+        """Ids of the steps that have run (or been skipped) when step `i` starts."""
+        also = self.ids[i] if including_itself else None
+        return _Visible(self.first_run, self.run_order(i), also)
+
     def step_ref_problem(self, name: str, own: str | None, role: str) -> str:
         if role == "target":
             return f"'steps.{name}': targets are resolved before any step runs"
@@ -173,29 +218,41 @@ class _Semantics:
             )
         if name == own:
             return f"'steps.{name}' is this step; only earlier steps have results here"
-        if name in self.ids:
-            line = locate(self.tree, ("steps", self.ids.index(name))).line
+        if name in self.always:
+            return (
+                f"'steps.{name}' is an `always` step: it runs after the normal steps "
+                "(and after the always steps before it), so it has no result here"
+            )
+        if name in self.first_index:
+            line = locate(self.tree, ("steps", self.first_index[name])).line
             return (
                 f"'steps.{name}' refers to a step that runs later (line {line}); "
                 "only earlier steps have results"
             )
-        known = [s for s in self.ids if s is not None]
-        return f"'steps.{name}' is not a step in this runbook{_did_you_mean(name, known)}"
+        return f"'steps.{name}' is not a step in this runbook{_did_you_mean(name, self.known)}"
 
-    def check_goto(self, base: PathT, on_failure: Any, own: str | None) -> None:
-        if not (isinstance(on_failure, str) and on_failure.startswith("goto ")):
+    def check_goto(self, path: PathT, route: Any, own: str | None, *, always: bool) -> None:
+        if not (isinstance(route, str) and route.startswith("goto ")):
             return
-        target = on_failure[len("goto ") :].strip()
-        known = [s for s in self.ids if s is not None]
-        if target == own:
+        target = route[len("goto ") :].strip()
+        if always:
             self.add(
-                base + ("on_failure",),
-                f"'goto {target}' names this step itself; use retries to repeat a step",
+                path,
+                f"'goto {target}': an `always` step cannot jump; always steps each run once, "
+                "in file order, after the normal steps (use continue or abort)",
             )
-        elif target not in known:
+        elif target == own:
+            self.add(path, f"'goto {target}' names this step itself; use retries to repeat a step")
+        elif target not in self.known_set:
             self.add(
-                base + ("on_failure",),
-                f"'goto {target}': no step has id '{target}'{_did_you_mean(target, known)}",
+                path,
+                f"'goto {target}': no step has id '{target}'{_did_you_mean(target, self.known)}",
+            )
+        elif target in self.always:
+            self.add(
+                path,
+                f"'goto {target}': '{target}' is an `always` step, which runs after the "
+                "normal steps whatever happens; jump to a normal step",
             )
 
     def check_action_only(self, base: PathT, step: dict[str, Any]) -> None:
@@ -226,7 +283,7 @@ class _Semantics:
                     f"{_did_you_mean(target, self.targets)} (declared targets: {declared})",
                 )
 
-    def check_verify(self, base: PathT, step: dict[str, Any], visible: set[str]) -> None:
+    def check_verify(self, base: PathT, step: dict[str, Any], visible: Container[str]) -> None:
         verify = step.get("verify")
         for j, entry in enumerate(verify if isinstance(verify, list) else []):
             if not isinstance(entry, dict):
@@ -237,12 +294,49 @@ class _Semantics:
                 for where, text in _strings(entry.get(field), path + (field,)):
                     self.check_refs(where, template_refs(text), visible, None, "config")
 
+    def check_durations(self) -> None:
+        """Durations of the right shape that are still unusable (longer than a year)."""
+        for path, value in _duration_fields(self.tree):
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                continue  # the core schema reports the wrong type
+            if isinstance(value, str) and not DURATION.match(value.strip()):
+                continue  # ... and a malformed text
+            if not isinstance(value, str) and value < 0:
+                continue  # ... and a negative number
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                self.add(path, str(exc))
+
     def check_params(self) -> None:
         params = self.tree.get("params")
         for name, spec in params.items() if isinstance(params, dict) else ():
             if isinstance(spec, dict):
                 for where, message in _param_spec_problems(spec):
                     self.add(("params", name) + where, message)
+
+
+def _duration_fields(tree: MarkedDict) -> Iterator[tuple[PathT, Any]]:
+    """(path, value) of every duration the core schema declares, where it is present."""
+    if "deadline" in tree:
+        yield ("deadline",), tree["deadline"]
+    for i, step in iter_steps(tree):
+        entries: list[tuple[PathT, Any]] = [(("steps", i), step)]
+        verify = step.get("verify")
+        for j, entry in enumerate(verify if isinstance(verify, list) else []):
+            entries.append((("steps", i, "verify", j), entry))
+        for base, entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            for key in ("timeout", "deadline"):
+                if key in entry:
+                    yield base + (key,), entry[key]
+            retries = entry.get("retries")
+            if not isinstance(retries, dict):
+                continue
+            for key in ("delay", "max_delay"):
+                if key in retries:
+                    yield base + ("retries", key), retries[key]
 
 
 # -- params -------------------------------------------------------------------------------
@@ -267,8 +361,8 @@ def param_value_problem(param: Param, value: Any) -> str | None:
     if param.values and value not in param.values:
         allowed = ", ".join(str(v) for v in param.values)
         return f"{shown} is not one of the allowed values ({allowed})"
-    if param.pattern is not None and isinstance(value, str) and not re.search(param.pattern, value):
-        return f"{shown} does not match the pattern {param.pattern!r}"
+    if param.pattern is not None and isinstance(value, str) and not matches_whole(param, value):
+        return f"{shown} does not match the pattern {param.pattern!r} (the whole value must match)"
     if isinstance(value, int | float) and not is_bool:
         if param.minimum is not None and value < param.minimum:
             return f"{shown} is less than the minimum {param.minimum:g}"
@@ -284,12 +378,12 @@ def _param_spec_problems(spec: dict[str, Any]) -> list[tuple[PathT, str]]:
     pattern, low, high = spec.get("pattern"), spec.get("min"), spec.get("max")
     if pattern is not None:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            return [(("pattern",), f"invalid regular expression: {exc}")]
+            compile_pattern(pattern)
+        except PatternError as exc:  # names the pattern and, for RE2's gaps, the construct
+            return [(("pattern",), str(exc))]
     if low is not None and high is not None and low > high:
         return [(("min",), f"min {low} is greater than max {high}")]
-    shape = _build_param("", {k: v for k, v in spec.items() if k != "values"})
+    shape = build_param("", {k: v for k, v in spec.items() if k != "values"})
     problems: list[tuple[PathT, str]] = []
     if spec.get("type") != "enum":
         for j, value in enumerate(spec.get("values", [])):
@@ -297,7 +391,7 @@ def _param_spec_problems(spec: dict[str, Any]) -> list[tuple[PathT, str]]:
             if problem:
                 problems.append((("values", j), problem))
     if spec.get("default") is not None:  # null means "no default"
-        problem = param_value_problem(_build_param("", spec), spec["default"])
+        problem = param_value_problem(build_param("", spec), spec["default"])
         if problem:
             problems.append((("default",), f"the default {problem}"))
     return problems

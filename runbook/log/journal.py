@@ -14,7 +14,9 @@ character offsets agree, and no tool's text encoding can alter the bytes that
 were hashed. Readers decode `\\uXXXX` escapes as usual.
 
 Each record is flushed and fsynced before `append` returns; `append_many`
-writes several records with one fsync when events arrive together.
+writes several records with one fsync when events arrive together. With a
+`Signer`, the last record of every such write also carries `auth`, a signature
+over the chain up to it (`runbook.log.signing`).
 """
 
 from __future__ import annotations
@@ -29,18 +31,23 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runbook.errors import JournalCorrupt, LogDirError
-from runbook.log.verify import FINAL_TYPES, GENESIS, Verification, _Lines, verify_log
+from runbook.log.records import AUTH_KEY, FINAL_TYPES, GENESIS, RecordType
+from runbook.log.verify import LineChunks, Verification, canonical_json, verify_log
 from runbook.log.view import LogSummary, list_logs
 from runbook.run.secrets import Masker
+
+if TYPE_CHECKING:
+    from runbook.log.signing import Signer
 
 __all__ = [
     "FINAL_TYPES",
     "FORMAT_VERSION",
     "GENESIS",
     "MAX_STRING_BYTES",
+    "STRUCTURAL_FIELDS",
     "JournalWriter",
     "LogSummary",
     "Verification",
@@ -57,51 +64,85 @@ _TYPE = re.compile(r"[a-z0-9_.-]+\Z")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def canonical_json(obj: Any) -> str:
-    """The one serialisation whose bytes are hashed (see the module docstring)."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-
-
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _cap(text: str) -> str:
-    """Cut a string over MAX_STRING_BYTES (UTF-8) at a character boundary, noting the size."""
+    """Cut a string over MAX_STRING_BYTES (UTF-8) at a character boundary, noting the size.
+
+    The note fits inside the limit, so a capped string is never cut again (the
+    console's excerpt of a capped output is logged with the same note).
+    """
     if len(text) * 4 <= MAX_STRING_BYTES:  # cannot be over: skip the encode
         return text
     raw = text.encode("utf-8", "surrogatepass")
     if len(raw) <= MAX_STRING_BYTES:
         return text
-    cut = MAX_STRING_BYTES
+    note = f"…[truncated, {len(raw)} bytes total]"
+    cut = MAX_STRING_BYTES - len(note.encode())
     while raw[cut] & 0xC0 == 0x80:  # never split a multi-byte character
         cut -= 1
-    head = raw[:cut].decode("utf-8", "surrogatepass")
-    return f"{head}…[truncated, {len(raw)} bytes total]"
+    return raw[:cut].decode("utf-8", "surrogatepass") + note
 
 
-def _clean(value: Any, masker: Masker) -> Any:
-    """A JSON-safe copy of `value` with every string masked and capped.
+STRUCTURAL_FIELDS = frozenset(
+    {
+        "run_id",
+        "started",
+        "format",
+        "severity",
+        "runbook.name",
+        "runbook.sha256",
+        "versions",
+        "resumed_from",
+        "step",
+        "phase",
+        "kind",
+        "executor",
+        "status",
+        "verifies",
+        "verify",
+        "from_run",
+        "method",
+        "mark",
+    }
+)
+"""Fields of a record's `data` (dotted paths) that are never masked, nor anything under them.
 
-    Masking comes before the cap so a cut can never leave half a secret. Values
+The engine writes them itself: ids, hashes, enum values and timestamps that readers
+find runs and steps by (`--resume`, reports, `log show`), so no secret can be in them
+and a masked one would break every reader. Keys are never masked either; only values
+that can carry rendered or captured text are.
+"""
+
+
+def _clean(value: Any, masker: Masker | None, path: str = "") -> Any:
+    """A JSON-safe copy of `value` with every string value masked and capped.
+
+    Masking comes before the cap so a cut can never leave half a secret. Keys
+    and STRUCTURAL_FIELDS are not masked (`masker` is None below one). Values
     JSON cannot hold (NaN, bytes, arbitrary objects) become strings rather than
     failing the run in the middle of an incident.
     """
     if isinstance(value, str):
-        return _cap(masker.mask(value))
+        return _cap(masker.mask(value) if masker is not None else value)
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, Mapping):
-        return {_cap(masker.mask(str(k))): _clean(v, masker) for k, v in value.items()}
+        cleaned = {}
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            inner = None if masker is None or name in STRUCTURAL_FIELDS else masker
+            cleaned[_cap(str(key))] = _clean(item, inner, name)
+        return cleaned
     if isinstance(value, list | tuple | set | frozenset):
-        return [_clean(item, masker) for item in value]
+        return [_clean(item, masker, path) for item in value]
     if isinstance(value, bytes | bytearray):
-        return _clean(bytes(value).decode("utf-8", "replace"), masker)
-    return _clean(str(value), masker)
+        return _clean(bytes(value).decode("utf-8", "replace"), masker, path)
+    return _clean(str(value), masker, path)
 
 
 def _seal(record: dict[str, Any]) -> tuple[str, str]:
@@ -115,6 +156,37 @@ def _oserror_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+DEFAULT_LOG_MODE = 0o600
+"""Incident logs hold commands, outputs and operators' names: owner only by default."""
+
+
+def log_mode(environ: Mapping[str, str] | None = None) -> int:
+    """The mode new logs are created with: `$RUNBOOK_LOG_MODE` (octal, e.g. 0640) or 0600.
+
+    The umask still applies on top. A directory the writer creates gets the same
+    bits plus search (x) wherever read is given: 0600 -> 0700, 0640 -> 0750.
+    Raises LogDirError for a value that is not octal or leaves the owner unable to
+    read and write.
+    """
+    text = (os.environ if environ is None else environ).get("RUNBOOK_LOG_MODE", "").strip()
+    if not text:
+        return DEFAULT_LOG_MODE
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or mode & 0o600 != 0o600:
+        raise LogDirError(
+            f"RUNBOOK_LOG_MODE={text!r}: give an octal file mode the owner can read and "
+            "write, e.g. 0600 or 0640"
+        )
+    return mode
+
+
+def _dir_mode(file_mode: int) -> int:
+    return file_mode | (file_mode & 0o444) >> 2
+
+
 class JournalWriter:
     """Appends records to one run's log, each fsynced before the call returns.
 
@@ -124,10 +196,18 @@ class JournalWriter:
     partial line that only a crash should leave.
     """
 
-    def __init__(self, path: Path, file: BinaryIO, masker: Masker, run_id: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        file: BinaryIO,
+        masker: Masker,
+        run_id: str,
+        signer: Signer | None = None,
+    ) -> None:
         self._path = path
         self._file = file
         self._masker = masker
+        self._signer = signer
         self._run_id = run_id
         self._header: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -137,13 +217,26 @@ class JournalWriter:
 
     @classmethod
     def create(
-        cls, log_dir: Path, runbook: str, run_id: str, header: Mapping[str, Any], masker: Masker
+        cls,
+        log_dir: Path,
+        runbook: str,
+        run_id: str,
+        header: Mapping[str, Any],
+        masker: Masker,
+        mode: int | None = None,
+        signer: Signer | None = None,
     ) -> JournalWriter:
         """Create `<log_dir>/<UTC stamp>-<runbook>-<run_id>.jsonl` and write the header.
 
+        The file gets `mode` (default `log_mode()`: 0600), a directory made here
+        the matching directory mode (0700); an existing directory keeps its own.
         Raises LogDirError (one printable line) if the directory cannot be made
-        or written; an existing file is never overwritten.
+        or written, or the header cannot be written (a full disk): then no file
+        is left behind, since no run started. An existing file is never overwritten.
+        With `signer`, the header names its key (`signing`), and the header and the last
+        record of every write are signed.
         """
+        mode = log_mode() if mode is None else mode
         log_dir = Path(log_dir)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         name = f"{stamp}-{_UNSAFE_NAME.sub('_', runbook)}-{_UNSAFE_NAME.sub('_', run_id)}.jsonl"
@@ -151,20 +244,26 @@ class JournalWriter:
         try:
             if log_dir.exists() and not log_dir.is_dir():
                 raise NotADirectoryError(20, "Not a directory")
-            log_dir.mkdir(parents=True, exist_ok=True)
-            file = open(path, "xb")  # noqa: SIM115 - owned by the writer, closed in close()
+            log_dir.mkdir(mode=_dir_mode(mode), parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            file = os.fdopen(os.open(path, flags, mode), "wb")
         except OSError as exc:
             raise LogDirError(
                 f"cannot write incident logs to {log_dir}: {_oserror_reason(exc)}"
             ) from exc
         _fsync_dir(log_dir)
-        writer = cls(path, file, masker, run_id)
+        writer = cls(path, file, masker, run_id, signer)
         try:
+            signing = {"signing": signer.info()} if signer is not None else {}
             [writer._header] = writer._write_events(
-                [("header", {**header, "format": FORMAT_VERSION})]
+                [(RecordType.HEADER, {**header, **signing, "format": FORMAT_VERSION})]
             )
-        except BaseException:
+        except BaseException as exc:
             writer.close()
+            path.unlink(missing_ok=True)
+            if isinstance(exc, LogDirError) and isinstance(exc.__cause__, OSError):
+                reason = _oserror_reason(exc.__cause__)
+                raise LogDirError(f"cannot write incident logs to {log_dir}: {reason}") from exc
             raise
         return writer
 
@@ -180,6 +279,10 @@ class JournalWriter:
     def masker(self) -> Masker:
         """The masker every record goes through; secrets added to it apply from then on."""
         return self._masker
+
+    def as_logged(self, text: str) -> str:
+        """`text` as a record holds it: masked, then capped (and the cut noted) like any value."""
+        return _cap(self._masker.mask(text))
 
     @property
     def header_record(self) -> dict[str, Any]:
@@ -201,18 +304,22 @@ class JournalWriter:
         """seq of the last record written (0 right after the header)."""
         return self._seq
 
-    def append(self, type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    def append(self, type: RecordType, data: Mapping[str, Any]) -> dict[str, Any]:
         """Write one record and fsync; returns it as written (masked, with seq/ts/sha256)."""
         return self.append_many([(type, data)])[0]
 
-    def append_many(self, events: Iterable[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    def append_many(
+        self, events: Iterable[tuple[RecordType, Mapping[str, Any]]]
+    ) -> list[dict[str, Any]]:
         """Write several records with one write and one fsync (they arrived together)."""
         events = list(events)
-        if any(kind == "header" for kind, _ in events):
+        if any(kind == RecordType.HEADER for kind, _ in events):
             raise ValueError("the header is written once, by JournalWriter.create")
         return self._write_events(events)
 
-    def _write_events(self, events: list[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    def _write_events(
+        self, events: list[tuple[RecordType, Mapping[str, Any]]]
+    ) -> list[dict[str, Any]]:
         for kind, _ in events:
             if not _TYPE.match(kind):
                 raise ValueError(f"invalid event type {kind!r}: use [a-z0-9_.-]+")
@@ -223,38 +330,63 @@ class JournalWriter:
             if self._failure is not None:
                 raise LogDirError(self._failure)
             records, lines = self._chain(cleaned)
-            self._write("".join(lines).encode("ascii"))
-            self._seq, self._last_hash = records[-1]["seq"], records[-1]["sha256"]
+            self._write("".join(lines).encode("ascii"), records[-1])
         return records
 
-    def _chain(self, events: list[tuple[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    def _chain(
+        self, events: list[tuple[RecordType, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         records: list[dict[str, Any]] = []
         lines: list[str] = []
         prev, seq = self._last_hash, self._seq
         for kind, data in events:
             seq += 1
             record = {"data": data, "prev": prev, "seq": seq, "ts": _utc_now(), "type": kind}
+            if self._signer is not None and len(records) == len(events) - 1:
+                # the last record of a write: its signature vouches for the chain so far
+                record[AUTH_KEY] = self._signer.auth(canonical_json(record))
             line, prev = _seal(record)
             record["sha256"] = prev
             records.append(record)
             lines.append(line)
         return records, lines
 
-    def _write(self, payload: bytes) -> None:
+    def _write(self, payload: bytes, last: Mapping[str, Any]) -> None:
+        """Write and fsync `payload`, whose last record is `last`; the chain then ends there."""
         if self._file.closed:
             raise ValueError(f"incident log {self._path} is closed")
+        end = self._file.tell() + len(payload)
         try:
             self._file.write(payload)
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as exc:
-            self._failure = f"cannot write incident log {self._path}: {_oserror_reason(exc)}"
+            self._failure = (
+                f"cannot write incident log {self._path}: {_oserror_reason(exc)}; "
+                f"it ends at seq {self._seq} and the run stops here"
+            )
             raise LogDirError(self._failure) from exc
+        finally:
+            # Bytes in the file are in the chain even when SIGINT lands during the flush
+            # or fsync: run.interrupted must follow them, not reuse their seq (tampered).
+            if not self._file.closed and self._file.tell() == end:
+                self._seq, self._last_hash = last["seq"], last["sha256"]
 
     def close(self) -> None:
-        """Close the file; safe to call twice. Does not write run.finished."""
+        """Close the file; safe to call twice, never raises. Does not write run.finished.
+
+        After a failed write the buffer may still hold bytes the disk will not take;
+        closing drops them (the chain already ends before them) rather than raise a
+        second error over the first.
+        """
         with self._lock:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                if self._failure is None:
+                    self._failure = (
+                        f"cannot write incident log {self._path}: {_oserror_reason(exc)}"
+                    )
 
     def __enter__(self) -> JournalWriter:
         return self
@@ -289,14 +421,14 @@ def read_log(path: Path | str) -> list[dict[str, Any]]:
     still going); an unparsable line elsewhere raises JournalCorrupt.
     """
     with open(path, "rb") as file:
-        lines = [line for chunk in _Lines(file) for line in chunk]  # drops a partial tail
+        lines = [line for chunk in LineChunks(file) for line in chunk]  # drops a partial tail
     while lines and not lines[-1].strip(b"\0"):  # zero bytes left by a crash
         lines.pop()
     records: list[dict[str, Any]] = []
     for index, line in enumerate(lines):
         try:
             record = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             if index == len(lines) - 1:
                 break
             raise JournalCorrupt(f"{path}: line {index + 1} is not JSON: {exc}", seq=index) from exc

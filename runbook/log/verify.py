@@ -1,28 +1,34 @@
-"""Verifying a log's hash chain over the exact bytes on disk, fast, naming the first bad seq.
+"""The one chain verifier: over the exact bytes on disk (fast), or over parsed records.
 
 `verify_log` is the hot path (DESIGN: >= 500k records/s) and the part a
 post-mortem relies on to tell a log that stopped from one that was edited; see
-`runbook.log.journal` for the line format it checks. It is separate from the writer
-and reader because it never parses JSON or touches a Masker: it works on the
-raw lines. The chain's start (`GENESIS`), the record types that close a run
-(`FINAL_TYPES`) and the chunked line reader live here too, so `runbook.log.journal`
-imports them from this module (not the other way round) and re-exports the
-public names.
+`runbook.log.journal` for the line format it checks. It never parses JSON or
+touches a Masker: it works on the raw lines. `verify_records` gives the same
+verdict for records already parsed (a report format receives records, not a
+file): it rebuilds each record's line with `canonical_json`, the serialisation
+the writer hashed, and feeds those lines through the same checks. Every reader
+(`runbook log verify`, `runbook report`, `--resume`, scenario tests) verifies
+here; nothing else checks hashes, `seq` or `prev`. `check_log` is the whole
+verdict of `runbook log verify`: the chain, then signatures (`runbook.log.signing`)
+and the anchor (`--expect`) over the records the chain verified, each reported
+on its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runbook.errors import JournalCorrupt
+from runbook.log.records import FINAL_TYPES, GENESIS, RecordType
 
-GENESIS = "0" * 64
-FINAL_TYPES = ("run.finished", "run.interrupted")
+if TYPE_CHECKING:
+    from runbook.log.signing import SignatureCheck, TrustedKey
 
 _SUFFIX_LEN = len(',"sha256":"') + 64 + len('"}')  # 77
 _SUFFIX = re.compile(rb',"sha256":"[0-9a-f]{64}"\}\Z')
@@ -30,10 +36,18 @@ _TAIL = re.compile(
     rb',"prev":"([0-9a-f]{64})","seq":(\d+),"ts":"([^"]*)","type":"([a-z0-9_.-]+)"\Z'
 )
 _TYPE_BYTES = re.compile(rb"[a-z0-9_.-]+\Z")
+_HEADER = RecordType.HEADER.encode()
 _CHUNK_BYTES = 8 << 20
 
 
-class _Lines:
+def canonical_json(obj: Any) -> str:
+    """The one serialisation whose bytes are hashed (see `runbook.log.journal`)."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+class LineChunks:
     """Complete lines of a file in big chunks; `partial` is the unterminated tail."""
 
     def __init__(self, file: BinaryIO) -> None:
@@ -52,7 +66,7 @@ class _Lines:
 
 @dataclass(frozen=True)
 class Verification:
-    """What `verify_log` found.
+    """What `verify_log` (or `verify_records`) found.
 
     `records` counts the records that verified, in order, before any problem;
     `first_bad_seq` is the position (the seq it should have) of the first bad
@@ -60,7 +74,8 @@ class Verification:
     complete line does not verify; `truncated` means the log just stops (a
     partial last line, zero bytes left by a crash, or no run.finished /
     run.interrupted record). `final_hash` is the sha256 of the last good
-    record ("" if none), which a resumed run links to.
+    record ("" if none), which a resumed run links to. `complete` says the last
+    good record closes the run (one of `FINAL_TYPES`).
     """
 
     ok: bool
@@ -92,7 +107,7 @@ class _Chain:
         """Verify `lines` in order; the index of the first bad one, or None."""
         if self.seq == 0 and lines:
             fields = _fields(lines[0])
-            if fields is None or fields[4] != b"header":
+            if fields is None or fields[4] != _HEADER:
                 return 0
         return self._fast(lines)
 
@@ -145,7 +160,7 @@ class _Chain:
             return f"{at}: found seq {found}", found  # _failure words it once it looked ahead
         if fields[1] != self.prev:
             return f"{at}: broken chain: prev is not the sha256 of the record before", None
-        if self.seq == 0 and fields[4] != b"header":
+        if self.seq == 0 and fields[4] != _HEADER:
             return f"{at}: the first record is {fields[4].decode()!r}, not the header", None
         return f"{at}: malformed record (non-canonical seq)", None
 
@@ -163,12 +178,15 @@ def _seq_of(line: bytes) -> int | None:
     return int(fields[2]) if fields else None
 
 
-def _rest_of(lines: list[bytes], chunks: Iterator[list[bytes]], reader: _Lines) -> Iterator[bytes]:
+def _rest_of(
+    lines: list[bytes], chunks: Iterator[list[bytes]], tail: Callable[[], bytes]
+) -> Iterator[bytes]:
     yield from lines
     for chunk in chunks:
         yield from chunk
-    if reader.partial:
-        yield reader.partial
+    partial = tail()
+    if partial:
+        yield partial
 
 
 def _verdict(
@@ -233,9 +251,22 @@ def _ending(chain: _Chain, partial: bytes) -> Verification:
         reason = f"the last line is incomplete (cut mid-write); {_last_good(chain)}"
         return _verdict(chain, reason, bad=chain.seq, truncated=True)
     if chain.last_type.decode() not in FINAL_TYPES:
-        reason = f"no run.finished record; the run crashed or is still running; {_last_good(chain)}"
+        reason = (
+            f"no {RecordType.RUN_FINISHED} record; the run crashed or is still running; "
+            f"{_last_good(chain)}"
+        )
         return _verdict(chain, reason, truncated=True)
     return _verdict(chain, "ok")
+
+
+def _verify(chunks: Iterator[list[bytes]], tail: Callable[[], bytes]) -> Verification:
+    """The verdict on `chunks` of complete lines; `tail()` is the partial line after them."""
+    chain = _Chain()
+    for lines in chunks:
+        bad = chain.feed(lines)
+        if bad is not None:
+            return _failure(chain, _rest_of(lines[bad:], chunks, tail))
+    return _ending(chain, tail())
 
 
 def verify_log(path: Path | str) -> Verification:
@@ -247,12 +278,252 @@ def verify_log(path: Path | str) -> Verification:
     the final records is indistinguishable from a crash (truncated): keep the
     final_hash somewhere else when that matters.
     """
-    chain = _Chain()
     with open(path, "rb") as file:  # OSError (missing, unreadable) is the caller's to report
-        reader = _Lines(file)
-        chunks = iter(reader)
-        for lines in chunks:
-            bad = chain.feed(lines)
-            if bad is not None:
-                return _failure(chain, _rest_of(lines[bad:], chunks, reader))
-    return _ending(chain, reader.partial)
+        reader = LineChunks(file)
+        return _verify(iter(reader), lambda: reader.partial)
+
+
+class VerifiedRecords(list[dict[str, Any]]):
+    """Records read from a file that `verify_log` just passed, with that verdict attached.
+
+    `runbook report` verifies the bytes on disk first (fast); handing formats this list
+    spares `verify_records` rebuilding every line to check the chain again, which is
+    most of a report's time on a long log. A plain list is always re-checked.
+    """
+
+    def __init__(self, records: Iterable[dict[str, Any]], verdict: Verification) -> None:
+        super().__init__(records)
+        self.verdict = verdict
+
+
+def _line_of(record: Mapping[str, Any]) -> bytes:
+    """The line the writer wrote for `record`: its canonical body with the sha256 spliced in.
+
+    JSON round-trips losslessly in Python and the writer's body is canonical, so
+    this is byte for byte what was hashed, unless the record was changed.
+    """
+    body = {key: value for key, value in record.items() if key != "sha256"}
+    try:
+        text = canonical_json(body)
+    except (TypeError, ValueError):
+        return b""  # not JSON the writer could have written: diagnosed as malformed
+    line = f'{text[:-1]},"sha256":"{record.get("sha256")}"}}'
+    return line.encode("ascii", "backslashreplace")
+
+
+def verify_records(records: Sequence[Mapping[str, Any]]) -> Verification:
+    """The verdict `verify_log` gives the file these records were read from, in order.
+
+    Formatting is lost in parsing, so a record whose bytes were re-spaced but whose
+    values are unchanged still verifies here; everything else reads the same.
+    """
+    if isinstance(records, VerifiedRecords):
+        return records.verdict
+    return _verify(iter([[_line_of(record) for record in records]]), lambda: b"")
+
+
+# -- the whole verdict of `runbook log verify`: chain, truncation, signature, anchor -------
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """`--expect`: the final hash the run printed (`HASH`), or a chain head sent out
+    mid-run (`SEQ:HASH`, e.g. a notification's log head) that pins seq 0..SEQ."""
+
+    hash: str
+    seq: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """Raises ValueError for anything but 64 hex digits, optionally after `SEQ:`."""
+        seq_text, _, digest = text.strip().lower().rpartition(":")
+        if not _HEX64.match(digest) or (seq_text and not seq_text.isdigit()):
+            raise ValueError(
+                f"{text!r}: give the 64-hex-digit final hash the run printed, or SEQ:HASH"
+            )
+        return cls(digest, int(seq_text) if seq_text else None)
+
+
+@dataclass(frozen=True)
+class AnchorCheck:
+    """The anchor part of `runbook log verify`: does the log hold the expected hash where
+    it should? `state` is `unchecked` (no `--expect`), `ok` or `mismatch`."""
+
+    state: str
+    ok: bool
+    text: str
+    first_bad_seq: int | None = None
+
+
+def _hash_of(line: bytes) -> str:
+    return line[-66:-2].decode("ascii", "replace")
+
+
+def _check_anchor(anchor: Anchor | None, chain: Verification, lines: list[bytes]) -> AnchorCheck:
+    if anchor is None:
+        return AnchorCheck(
+            "unchecked", True, "not checked (pass --expect HASH: the final hash the run printed)"
+        )
+    last = chain.records - 1
+    if anchor.seq is not None:
+        if anchor.seq > last:
+            return AnchorCheck(
+                "mismatch",
+                False,
+                f"MISMATCH: the anchor pins seq {anchor.seq} but the log's verified records "
+                f"end at seq {last}: records were deleted",
+                last + 1,
+            )
+        found = _hash_of(lines[anchor.seq])
+        if found != anchor.hash:
+            return AnchorCheck(
+                "mismatch",
+                False,
+                f"MISMATCH: seq {anchor.seq} has sha256 {found}, not {anchor.hash}: "
+                f"seq 0-{anchor.seq} were rewritten",
+            )
+        rest = f"; seq {anchor.seq + 1}-{last} are not covered by it" if anchor.seq < last else ""
+        return AnchorCheck("ok", True, f"ok: seq 0-{anchor.seq} match the anchor{rest}")
+    if chain.records and chain.final_hash == anchor.hash:
+        return AnchorCheck("ok", True, f"ok: the log ends at the expected hash (seq {last})")
+    at = next((seq for seq, line in enumerate(lines) if _hash_of(line) == anchor.hash), None)
+    if at is not None:
+        return AnchorCheck(
+            "mismatch",
+            False,
+            f"MISMATCH: the expected final hash is seq {at}'s, but the log goes on to seq "
+            f"{last}: records were added after the run ended",
+            at + 1,
+        )
+    ends = f"ends at seq {last} with sha256 {chain.final_hash}" if chain.records else "is empty"
+    return AnchorCheck(
+        "mismatch",
+        False,
+        f"MISMATCH: no record has the expected hash (the log {ends}): "
+        "it was rewritten or its newest records were deleted",
+    )
+
+
+@dataclass(frozen=True)
+class LogCheck:
+    """Everything `runbook log verify` says, each part on its own: chain, truncation,
+    signature (`runbook.log.signing.SignatureCheck`), anchor. `ok` only if all hold."""
+
+    chain: Verification
+    signature: SignatureCheck
+    anchor: AnchorCheck
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and self.signature.ok and self.anchor.ok
+
+    def _chain_text(self) -> str:
+        chain = self.chain
+        if chain.tampered:
+            return f"TAMPERED: {chain.reason}"
+        if not chain.records:
+            return "no record verified"
+        return (
+            f"ok: seq 0-{chain.records - 1} ({chain.records} records): every hash recomputed, "
+            "each linked to the one before"
+        )
+
+    def _truncation_text(self) -> str:
+        chain = self.chain
+        if chain.tampered:
+            return "not known: the chain breaks first"
+        if chain.truncated:
+            return f"TRUNCATED: {chain.reason}"
+        return "none: the log ends with the run's final record"
+
+    def lines(self) -> list[str]:
+        """One labelled line per part, as `runbook log verify` prints them."""
+        return [
+            f"chain:      {self._chain_text()}",
+            f"truncation: {self._truncation_text()}",
+            f"signature:  {self.signature.text}",
+            f"anchor:     {self.anchor.text}",
+        ]
+
+    def summary(self) -> str:
+        """The last line when everything holds: how far the log can be trusted."""
+        trust = []
+        if self.signature.state == "authentic":
+            trust.append(f"authentic: signed by {self.signature.fingerprint}")
+        if self.anchor.state == "ok":
+            trust.append("anchored to the expected hash")
+        if not trust:
+            signed = self.signature.state == "self-signed"
+            trust.append(
+                "integrity only: signed, signer not checked (pass --key)"
+                if signed
+                else "integrity only, unsigned"
+            )
+        return (
+            f"ok ({'; '.join(trust)}): {self.chain.records} records, chain intact, "
+            f"final hash {self.chain.final_hash}"
+        )
+
+    def failures(self) -> list[tuple[str, str]]:
+        """(what failed, why) for each part that failed, naming the first bad seq where known."""
+        found = []
+        if not self.chain.ok:
+            chain = self.chain
+            found.append(
+                (
+                    "truncated" if chain.truncated and not chain.tampered else "TAMPERED",
+                    chain.reason,
+                )
+            )
+        if not self.signature.ok:
+            found.append(("signature", self.signature.text))
+        if not self.anchor.ok:
+            found.append(("anchor", self.anchor.text))
+        return found
+
+
+def _verified_lines(path: Path | str, count: int) -> list[bytes]:
+    """The first `count` lines of the file: the records the chain verified."""
+    lines: list[bytes] = []
+    with open(path, "rb") as file:
+        for chunk in LineChunks(file):
+            lines.extend(chunk[: count - len(lines)])
+            if len(lines) >= count:
+                break
+    return lines
+
+
+def check_log(
+    path: Path | str, key: TrustedKey | None = None, anchor: Anchor | None = None
+) -> LogCheck:
+    """`runbook log verify LOG [--key PUB] [--expect HASH]`: each part judged on its own.
+
+    The chain is `verify_log`. Signatures and the anchor are checked over the records
+    the chain verified; an unsigned log is read no further than its header unless
+    an anchor has to be looked for.
+    """
+    from runbook.log.signing import UNSIGNED_TEXT, SignatureCheck, check_signatures
+
+    chain = verify_log(path)
+    header: Mapping[str, Any] = {}
+    lines: list[bytes] = []
+    if chain.records:
+        with open(path, "rb") as file:
+            first = json.loads(file.readline())  # verified: the header, a JSON object
+        data = first.get("data")
+        header = data if isinstance(data, Mapping) else {}
+        signed = isinstance(header.get("signing"), Mapping)
+        look_for_anchor = anchor is not None and (
+            anchor.seq is not None or anchor.hash != chain.final_hash
+        )
+        if signed or look_for_anchor:
+            lines = _verified_lines(path, chain.records)
+    if chain.records:
+        signature = check_signatures(lines, header, key, chain.complete)
+    elif key is not None:
+        signature = SignatureCheck("missing", False, "MISSING: no record verified", first_bad_seq=0)
+    else:
+        signature = SignatureCheck("unsigned", True, UNSIGNED_TEXT)
+    return LogCheck(chain, signature, _check_anchor(anchor, chain, lines))

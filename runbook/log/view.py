@@ -17,22 +17,29 @@ import the journal, which re-exports `list_logs` as part of its API.
 from __future__ import annotations
 
 import json
+import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from runbook.log.records import RecordType, StepStatus
+from runbook.text import escape_controls
+
 _BACK_BLOCK = 64 * 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_TEXT = 300
 _GREEN, _RED, _YELLOW = "\x1b[32m", "\x1b[31m", "\x1b[33m"
 _BOLD, _DIM, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
-_STATUS_COLORS = {
-    **dict.fromkeys(("passed", "ok", "accepted", "planned"), _GREEN),
-    **dict.fromkeys(("failed", "error", "timeout", "declined", "aborted"), _RED),
-    **dict.fromkeys(("skipped", "interrupted", "incomplete", "unknown"), _YELLOW),
+_STATUS_COLORS: dict[str, str] = {
+    **dict.fromkeys((StepStatus.PASSED, StepStatus.PLANNED, "accepted"), _GREEN),
+    **dict.fromkeys(
+        (StepStatus.FAILED, StepStatus.ERROR, StepStatus.TIMEOUT, StepStatus.DECLINED), _RED
+    ),
+    **dict.fromkeys(
+        (StepStatus.SKIPPED, StepStatus.INTERRUPTED, StepStatus.INCOMPLETE, StepStatus.UNKNOWN),
+        _YELLOW,
+    ),
 }
 
 
@@ -46,26 +53,24 @@ class _Style:
         return f"{code}{text}{_RESET}" if self.color and code else text
 
     def status(self, status: str) -> str:
-        return self.paint(status, _STATUS_COLORS.get(status, ""))
-
-
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    return _ESCAPES.get(char) or f"\\x{ord(char):02x}"
+        return self.paint(_text(status), _STATUS_COLORS.get(status, ""))
 
 
 def _text(value: Any) -> str:
     """One safe line: control characters (newlines, ANSI escapes from command
-    output) shown escaped so a log cannot rewrite the operator's terminal."""
-    text = _CONTROL.sub(_escape, str(value))
-    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+    output) shown escaped, as the live console shows them, so a log cannot rewrite
+    the operator's terminal. Lone surrogates (kept from undecodable output) are shown
+    as `\\udXXX` too: no terminal encoding can write them."""
+    text = escape_controls(str(value))
+    if len(text) > _MAX_TEXT:
+        text = text[: _MAX_TEXT - 1] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _duration(seconds: Any) -> str:
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return ""
+    if not math.isfinite(seconds) or seconds > 1e12:  # JSON from elsewhere: Infinity, 1e308
         return ""
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
@@ -78,7 +83,7 @@ def _duration(seconds: Any) -> str:
 def _clock(ts: Any) -> str:
     """HH:MM:SS.mmm out of the stored `YYYY-mm-ddTHH:MM:SS.ffffffZ`."""
     text = str(ts or "")
-    return text[11:23] if len(text) >= 23 else text.ljust(12)
+    return _text(text[11:23] if len(text) >= 23 else text.ljust(12))
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -94,10 +99,35 @@ def _header_lines(data: Mapping[str, Any], style: _Style) -> list[str]:
         ("runbook", f"{_text(book.get('name', '?'))}{title}{severity}"),
         ("run id", _text(data.get("run_id", "?"))),
         ("operator", f"{_text(data.get('operator', '?'))} on {_text(data.get('host', '?'))}"),
+        ("os user", _os_user(data.get("identity"))),
         ("started", f"{_text(data.get('started', '?'))} (times below are UTC)"),
         ("dry-run", "yes: nothing was changed" if data.get("dry_run") else "no"),
+        ("signed", _signing(data.get("signing"))),
     ]
     return [f"{style.paint((label + ':').ljust(9), _BOLD)} {value}" for label, value in rows]
+
+
+def _os_user(value: Any) -> str:
+    """Who the kernel said ran it, beside the claimed operator name (and where that came from)."""
+    identity = _mapping(value)
+    if "os_user" not in identity:
+        return "not recorded (the operator name above is only claimed)"
+    text = f"{_text(identity['os_user'])} (uid {_text(identity.get('os_uid', '?'))})"
+    if "os_euid" in identity:
+        text += f", effective {_text(identity.get('os_euser', '?'))} ({_text(identity['os_euid'])})"
+    if identity.get("sudo_user"):
+        text += f", via sudo from {_text(identity['sudo_user'])}"
+    if identity.get("ssh_client"):
+        text += f", over SSH from {_text(identity['ssh_client'])}"
+    claimed = identity.get("claimed_from")
+    return text + (f"; the operator name is claimed ({_text(claimed)})" if claimed else "")
+
+
+def _signing(value: Any) -> str:
+    info = _mapping(value)
+    if not info:
+        return "no (integrity only: `runbook log verify --expect HASH` pins it)"
+    return f"{_text(info.get('alg', '?'))} {_text(info.get('fingerprint', '?'))}"
 
 
 def _step_started(d: Mapping[str, Any], s: _Style) -> str:
@@ -113,16 +143,39 @@ def _step_attempt(d: Mapping[str, Any], s: _Style) -> str | None:
     return f"attempt {attempt}: {_text(call['summary'])}"
 
 
+def _step_hosts_started(d: Mapping[str, Any], s: _Style) -> str:
+    hosts = d.get("hosts")
+    names = ", ".join(_text(h) for h in hosts) if isinstance(hosts, list) else "?"
+    return f"hosts started: {names}"
+
+
+def _step_host_finished(d: Mapping[str, Any], s: _Style) -> str:
+    fields = _mapping(d.get("fields"))
+    if not d.get("ok", True):
+        how = s.paint("error", _RED) + f": {_text(d.get('error', ''))}"
+    elif "exit_code" in fields:
+        how = f"exit {_text(fields['exit_code'])}"
+    else:
+        how = "done"
+    took = f" ({_duration(d['elapsed'])})" if _duration(d.get("elapsed")) else ""
+    carried = (
+        s.paint(f" (finished in run {_text(d['restored_from'])}; not run again)", _DIM)
+        if d.get("restored_from")
+        else ""
+    )
+    return f"host {_text(d.get('host', '?'))} finished: {how}{took}{carried}"
+
+
 def _step_retry(d: Mapping[str, Any], s: _Style) -> str:
-    reason = _text(d.get("reason") or "failed")
+    reason = _text(d.get("reason") or StepStatus.FAILED)
     wait = f" in {_duration(d['delay'])}" if _duration(d.get("delay")) else ""
-    total = f" of {d['attempts']}" if d.get("attempts") else ""
-    upcoming = f" (attempt {d['next_attempt']}{total})" if d.get("next_attempt") else ""
+    total = f" of {_text(d['attempts'])}" if d.get("attempts") else ""
+    upcoming = f" (attempt {_text(d['next_attempt'])}{total})" if d.get("next_attempt") else ""
     return s.paint(f"{reason}, retrying{wait}", _YELLOW) + upcoming
 
 
 def _step_output(d: Mapping[str, Any], s: _Style) -> str:
-    lines = str(d.get("text", "")).splitlines() or [""]
+    lines = str(d.get("text", "")).rstrip("\n").split("\n")
     more = s.paint(f" (+{len(lines) - 1} more lines)", _DIM) if len(lines) > 1 else ""
     return f"output: {_text(lines[0])}{more}"
 
@@ -132,7 +185,7 @@ def _step_result(d: Mapping[str, Any], s: _Style) -> str | None:
         return None  # judged by expectations; step.finished tells the outcome
     took = f" after {_duration(d['elapsed'])}" if _duration(d.get("elapsed")) else ""
     return (
-        s.paint(f"attempt {d.get('attempt', '?')} error", _RED)
+        s.paint(f"attempt {_text(d.get('attempt', '?'))} error", _RED)
         + f"{took}: {_text(d.get('error', ''))}"
     )
 
@@ -147,6 +200,9 @@ def _step_expectation(d: Mapping[str, Any], s: _Style) -> str | None:
 def _step_confirmation(d: Mapping[str, Any], s: _Style) -> str:
     verdict = s.status("accepted" if d.get("accepted") else "declined")
     who = _text(d.get("operator") or "?")
+    identity = _mapping(d.get("identity"))
+    if "os_user" in identity:
+        who += f" (claimed; OS {_text(identity['os_user'])}, uid {_text(identity.get('os_uid'))})"
     via = f" via {_text(d['method'])}" if d.get("method") else ""
     answer = f" answered {_text(d['answer'])!r}" if d.get("answer") is not None else ""
     return f"confirmation {verdict} by {who}{via}{answer}: {_text(d.get('prompt', ''))}"
@@ -157,12 +213,24 @@ def _step_finished(d: Mapping[str, Any], s: _Style) -> str:
     took = f" ({_duration(d['elapsed'])})" if _duration(d.get("elapsed")) else ""
     attempts = d.get("attempts")
     tries = f" after {attempts} attempts" if isinstance(attempts, int) and attempts > 1 else ""
-    message = f": {_text(d['message'])}" if d.get("message") and status != "passed" else ""
+    passed = status == StepStatus.PASSED
+    message = f": {_text(d['message'])}" if d.get("message") and not passed else ""
     return f"{_text(d.get('kind', 'step'))} {s.status(status)}{took}{tries}{message}"
 
 
 def _step_skipped(d: Mapping[str, Any], s: _Style) -> str:
-    return s.status("skipped") + (f": {_text(d['reason'])}" if d.get("reason") else "")
+    return s.status(StepStatus.SKIPPED) + (f": {_text(d['reason'])}" if d.get("reason") else "")
+
+
+def _step_restored(d: Mapping[str, Any], s: _Style) -> str:
+    status = str(d.get("status", "finished"))
+    run = f" in run {_text(d['from_run'])}" if d.get("from_run") else ""
+    return f"{_text(d.get('kind', 'step'))} {s.status(status)}{run}: restored, not run again"
+
+
+def _incident_mark(d: Mapping[str, Any], s: _Style) -> str:
+    by = f" (step {_text(d['step'])})" if d.get("step") else ""
+    return s.paint(f"incident {_text(d.get('mark', '?'))}", _BOLD) + by
 
 
 def _step_planned(d: Mapping[str, Any], s: _Style) -> str:
@@ -173,12 +241,12 @@ def _step_planned(d: Mapping[str, Any], s: _Style) -> str:
 
 def _run_finished(d: Mapping[str, Any], s: _Style) -> str:
     status = str(d.get("status", "finished"))
-    parts = [f"exit {d['exit_code']}"] if "exit_code" in d else []
+    parts = [f"exit {_text(d['exit_code'])}"] if "exit_code" in d else []
     if _duration(d.get("elapsed")):
         parts.append(_duration(d["elapsed"]))
     counts = d.get("counts")
     if isinstance(counts, Mapping):
-        parts.extend(f"{n} {_text(name)}" for name, n in counts.items() if n)
+        parts.extend(f"{_text(n)} {_text(name)}" for name, n in counts.items() if n)
     detail = f" ({', '.join(parts)})" if parts else ""
     return f"run finished: {s.status(status)}{detail}"
 
@@ -186,7 +254,7 @@ def _run_finished(d: Mapping[str, Any], s: _Style) -> str:
 def _run_interrupted(d: Mapping[str, Any], s: _Style) -> str:
     during = f" during step {_text(d['step'])}" if d.get("step") else ""
     reason = f": {_text(d['reason'])}" if d.get("reason") else ""
-    return f"run {s.status('interrupted')}{during}{reason}"
+    return f"run {s.status(StepStatus.INTERRUPTED)}{during}{reason}"
 
 
 def _observer_error(d: Mapping[str, Any], s: _Style) -> str:
@@ -195,20 +263,23 @@ def _observer_error(d: Mapping[str, Any], s: _Style) -> str:
 
 _Describe = Callable[[Mapping[str, Any], _Style], "str | None"]
 _EVENTS: dict[str, _Describe] = {
-    "run.started": lambda d, s: "run started",
-    "step.started": _step_started,
-    "step.attempt": _step_attempt,
-    "step.retry": _step_retry,
-    "step.result": _step_result,
-    "step.output": _step_output,
-    "step.expectation": _step_expectation,
-    "step.confirmation": _step_confirmation,
-    "step.finished": _step_finished,
-    "step.skipped": _step_skipped,
-    "step.planned": _step_planned,
-    "run.finished": _run_finished,
-    "run.interrupted": _run_interrupted,
-    "observer.error": _observer_error,
+    RecordType.STEP_STARTED: _step_started,
+    RecordType.STEP_ATTEMPT: _step_attempt,
+    RecordType.STEP_HOSTS_STARTED: _step_hosts_started,
+    RecordType.STEP_HOST_FINISHED: _step_host_finished,
+    RecordType.STEP_RETRY: _step_retry,
+    RecordType.STEP_RESULT: _step_result,
+    RecordType.STEP_OUTPUT: _step_output,
+    RecordType.STEP_EXPECTATION: _step_expectation,
+    RecordType.STEP_CONFIRMATION: _step_confirmation,
+    RecordType.STEP_FINISHED: _step_finished,
+    RecordType.STEP_SKIPPED: _step_skipped,
+    RecordType.STEP_PLANNED: _step_planned,
+    RecordType.STEP_RESTORED: _step_restored,
+    RecordType.INCIDENT_MARK: _incident_mark,
+    RecordType.RUN_FINISHED: _run_finished,
+    RecordType.RUN_INTERRUPTED: _run_interrupted,
+    RecordType.OBSERVER_ERROR: _observer_error,
 }
 
 
@@ -231,7 +302,7 @@ class _Timeline:
         step = str(data.get("step", "")) if kind.startswith("step.") else ""
         if step:
             text = self._step_prefix(step, data) + text
-        seq = self.style.paint(f"seq {record.get('seq', '?'):>{self.seq_width}}", _DIM)
+        seq = self.style.paint(f"seq {_text(record.get('seq', '?')):>{self.seq_width}}", _DIM)
         self.lines.append(f"{_clock(record.get('ts'))}  {seq}  {text}")
 
     def _step_prefix(self, step: str, data: Mapping[str, Any]) -> str:
@@ -253,7 +324,7 @@ def format_timeline(records: list[dict[str, Any]], *, color: bool = False) -> st
     style = _Style(color)
     lines: list[str] = []
     body = records
-    if records and records[0].get("type") == "header":
+    if records and records[0].get("type") == RecordType.HEADER:
         lines.extend(_header_lines(_mapping(records[0].get("data")), style))
         lines.append("")
         body = records[1:]
@@ -297,16 +368,16 @@ def _last_complete_line(file: BinaryIO) -> bytes:
 def _json_object(line: bytes) -> Mapping[str, Any] | None:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what json can parse
         return None
     return value if isinstance(value, Mapping) else None
 
 
 def _status(last: Mapping[str, Any] | None) -> str:
     kind = last.get("type") if last else None
-    if last and kind == "run.finished":
+    if last and kind == RecordType.RUN_FINISHED:
         return str(_mapping(last.get("data")).get("status", "finished"))
-    return "interrupted" if kind == "run.interrupted" else "incomplete"
+    return StepStatus.INTERRUPTED if kind == RecordType.RUN_INTERRUPTED else StepStatus.INCOMPLETE
 
 
 def _summary(path: Path) -> LogSummary:
@@ -314,16 +385,16 @@ def _summary(path: Path) -> LogSummary:
     with open(path, "rb") as file:
         header = _json_object(file.readline())
         last = _json_object(_last_complete_line(file))
-    if header is None or header.get("type") != "header":
+    if header is None or header.get("type") != RecordType.HEADER:
         return LogSummary(path, "", "", "", "unreadable", False, 0)
     data = _mapping(header.get("data"))
     seq = last.get("seq") if last else None
     return LogSummary(
         path=path,
-        runbook=str(_mapping(data.get("runbook")).get("name", "")),
-        run_id=str(data.get("run_id", "")),
-        started=str(data.get("started") or header.get("ts", "")),
-        status=_status(last),
+        runbook=_text(_mapping(data.get("runbook")).get("name", "")),
+        run_id=_text(data.get("run_id", "")),
+        started=_text(data.get("started") or header.get("ts", "")),
+        status=_text(_status(last)),
         dry_run=bool(data.get("dry_run", False)),
         records=seq + 1 if isinstance(seq, int) else 1,
     )

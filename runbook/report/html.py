@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from html import escape
 
-from runbook.report.incident import Incident, StepReport, TimelineEntry
+from runbook.log.records import StepStatus
+from runbook.report.incident import Incident, StepReport, TimelineEntry, os_user
 from runbook.report.sla import format_duration
 
 _CSS = """
@@ -39,17 +40,8 @@ white-space:nowrap}.target{background:var(--bad)}.dur{height:.5rem;background:#8
 border-radius:.2rem;min-width:1px}.mark{color:var(--dim);font-style:italic}
 """
 
-_STATUS = [
-    "passed",
-    "failed",
-    "error",
-    "timeout",
-    "declined",
-    "skipped",
-    "planned",
-    "unknown",
-    "incomplete",
-]
+# Every outcome, and the words the timeline uses for confirmations, retries and starts.
+_STYLED = frozenset({*StepStatus, "accepted", "retry", "started"})
 
 
 def _e(text: object) -> str:
@@ -57,7 +49,7 @@ def _e(text: object) -> str:
 
 
 def _status(status: str) -> str:
-    css = status if status in (*_STATUS, "accepted", "interrupted", "retry", "started") else ""
+    css = status if status in _STYLED else ""
     return f'<span class="status-{css}">{_e(status)}</span>' if css else _e(status)
 
 
@@ -86,6 +78,8 @@ def _facts(incident: Incident) -> str:
             f"<code>{_e(incident.run_id)}</code> by {_e(incident.operator)} "
             f"on {_e(incident.host)}" + (" — dry-run" if incident.dry_run else ""),
         ),
+        ("Operator", f"{_e(incident.operator)} (claimed, not authenticated)"),
+        ("OS user", _e(os_user(incident.identity))),
     ]
     params = ", ".join(f"{k}={v}" for k, v in incident.params.items()) or "none"
     rows.append(("Params", _e(params)))
@@ -109,7 +103,7 @@ def _sla_bar(incident: Incident) -> str:
     """A bar spanning the resolve target (or the incident, if longer), clocks as ticks."""
     target = incident.target
     end = incident.clocks.resolved or incident.clocks.mitigated
-    spent = end.elapsed if end else (incident.duration or 0.0)
+    spent = end.elapsed if end and end.elapsed is not None else (incident.duration or 0.0)
     scale = max(target.resolve if target else 0.0, spent, 1e-9)
     over = bool(target and spent > target.resolve)
     width = min(spent / scale * 100, 100)
@@ -179,7 +173,8 @@ def _confirmation(step: StepReport) -> str:
         return ""
     c = step.confirmations[-1]
     verdict = "accepted" if c.accepted else "declined"
-    return f"{_status(verdict)} by {_e(c.operator)} via {_e(c.method)} (seq {c.seq})"
+    os = f"claimed name; OS user {_e(c.os_user)}, uid {c.os_uid}; " if c.os_user else ""
+    return f"{_status(verdict)} by {_e(c.operator)} via {_e(c.method)} ({os}seq {c.seq})"
 
 
 def _steps(incident: Incident) -> str:
@@ -207,11 +202,16 @@ def _steps(incident: Incident) -> str:
 
 def _footer(incident: Incident) -> str:
     check = incident.verification
+    signed = (
+        f"ed25519 key <code>{_e(incident.signing_key)}</code>"
+        if incident.signing_key
+        else "no — integrity only, not authenticity (unsigned log)"
+    )
     verdict = "ok — chain intact" if check.ok else f"FAILED — {_e(check.reason)}"
     return (
         f"<footer><h2>Log integrity</h2><p>runbook log verify: {verdict} "
         f"({check.records} records verified)<br>final chain hash: "
-        f"<code>{_e(check.final_hash or 'none')}</code></p></footer>"
+        f"<code>{_e(check.final_hash or 'none')}</code><br>signed: {signed}</p></footer>"
     )
 
 

@@ -11,11 +11,13 @@ tolerant like `logview`: missing keys are left out, an unfinished step is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.log.chain import ChainCheck, check_chain
+from runbook.log.records import FINAL_TYPES, RecordType, StepStatus
+from runbook.log.verify import Verification, verify_records
 from runbook.report import sla
 
 
@@ -41,7 +43,11 @@ class HostResult:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """Who let an action run (or refused), how, and when."""
+    """Who let an action run (or refused), how, and when.
+
+    `operator` is the name claimed; `os_user`/`os_uid` what the kernel said ("" and
+    None in logs from before they were recorded).
+    """
 
     seq: int
     ts: str
@@ -49,6 +55,8 @@ class Confirmation:
     method: str
     accepted: bool
     prompt: str
+    os_user: str = ""
+    os_uid: int | None = None
 
 
 @dataclass
@@ -60,7 +68,7 @@ class StepReport:
     kind: str
     executor: str = ""
     title: str = ""
-    status: str = "incomplete"
+    status: str = StepStatus.INCOMPLETE
     started: str = ""
     finished: str = ""
     seq: int = 0
@@ -100,6 +108,8 @@ class Incident:
     dry_run: bool
     params: Mapping[str, Any]
     runbook_sha256: str
+    identity: Mapping[str, Any]
+    signing_key: str
     started: str
     ended: str
     status: str
@@ -111,23 +121,28 @@ class Incident:
     steps: tuple[StepReport, ...]
     timeline: tuple[TimelineEntry, ...]
     observer_errors: tuple[TimelineEntry, ...]
-    verification: ChainCheck
+    verification: Verification
 
     @property
     def actions(self) -> list[StepReport]:
-        return [s for s in self.steps if s.kind == "action" and s.status != "skipped"]
+        return [s for s in self.steps if s.kind == "action" and s.status != StepStatus.SKIPPED]
 
     @property
     def failed_checks(self) -> list[StepReport]:
-        bad = ("failed", "error", "timeout", "incomplete")
-        return [s for s in self.steps if s.kind == "check" and s.status in bad]
+        return [s for s in self.steps if s.kind == "check" and s.status in _BAD_CHECK]
 
     @property
     def duration(self) -> float | None:
-        """Seconds from the run start to its last record; None if it never ended."""
+        """Seconds from the run start to its last record; None if it never ended (or either
+        time cannot be read)."""
         if not self.ended:
             return None
-        return max((sla.parse_ts(self.ended) - sla.parse_ts(self.started)).total_seconds(), 0.0)
+        return sla.seconds_between(self.started, self.ended)
+
+
+_BAD_CHECK = frozenset(
+    {StepStatus.FAILED, StepStatus.ERROR, StepStatus.TIMEOUT, StepStatus.INCOMPLETE}
+)
 
 
 def _data(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -135,8 +150,47 @@ def _data(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return data if isinstance(data, Mapping) else {}
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def os_user(identity: Mapping[str, Any]) -> str:
+    """`root (uid 0)`, with the effective uid, sudo and SSH client when recorded."""
+    if "os_user" not in identity:
+        return "not recorded"
+    text = f"{identity['os_user']} (uid {identity.get('os_uid', '?')})"
+    if "os_euid" in identity:
+        text += f", effective {identity.get('os_euser', '?')} (uid {identity['os_euid']})"
+    if identity.get("sudo_user"):
+        text += f", via sudo from {identity['sudo_user']}"
+    if identity.get("ssh_client"):
+        text += f", over SSH from {identity['ssh_client']}"
+    return text
+
+
+def claimed_vs_os(name: str, identity: Mapping[str, Any]) -> str:
+    """`alice (claimed; OS user root (uid 0))`: the name is only what was claimed.
+
+    Just the name for a log from before the OS user was recorded.
+    """
+    if "os_user" not in identity:
+        return name
+    return f"{name} (claimed; OS user {os_user(identity)})"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _seconds(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A duration from the log, or None for anything that is not a finite number."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 class _Builder:
@@ -161,7 +215,7 @@ class _Builder:
     def say(
         self, record: Mapping[str, Any], text: str, step: StepReport | None = None, status: str = ""
     ) -> None:
-        seq = int(record.get("seq", -1))
+        seq = sla.record_seq(record)
         self.timeline.append(
             TimelineEntry(
                 seq=seq,
@@ -177,8 +231,8 @@ class _Builder:
     def feed(self, record: Mapping[str, Any]) -> None:
         handler = _HANDLERS.get(str(record.get("type", "")))
         if handler is not None:
-            handler(self, record, _data(record), int(record.get("seq", -1)))
-        elif record.get("seq") in self.milestones:
+            handler(self, record, _data(record), sla.record_seq(record))
+        elif sla.record_seq(record) in self.milestones:
             self.say(record, f"{record.get('type')}: {_data(record).get('note', '')}".strip())
 
 
@@ -207,12 +261,18 @@ def _on_result(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq
     hosts = d.get("hosts")
     for host, result in sorted(hosts.items()) if isinstance(hosts, Mapping) else []:
         result = result if isinstance(result, Mapping) else {}
-        status = "passed" if result.get("ok") else "timeout" if result.get("timed_out") else "error"
+        status = (
+            StepStatus.PASSED
+            if result.get("ok")
+            else StepStatus.TIMEOUT
+            if result.get("timed_out")
+            else StepStatus.ERROR
+        )
         step.hosts[str(host)] = HostResult(str(host), status, str(result.get("error") or ""), seq)
     if d.get("ok", True) is False:
         error = str(d.get("error") or "error")
         step.failures.append(Failure(seq, error))
-        b.say(record, f"attempt {d.get('attempt', '?')} error: {error}", step, "error")
+        b.say(record, f"attempt {d.get('attempt', '?')} error: {error}", step, StepStatus.ERROR)
 
 
 def _on_expectation(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
@@ -222,15 +282,18 @@ def _on_expectation(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any]
     host, message = str(d.get("host") or ""), str(d.get("message", ""))
     step.failures.append(Failure(seq, message, str(d.get("expr", "")), host))
     if host:
-        step.hosts[host] = HostResult(host, "failed", message, seq)
+        step.hosts[host] = HostResult(host, StepStatus.FAILED, message, seq)
     where = f" on {host}" if host else ""
-    b.say(record, f"expectation failed{where} `{d.get('expr', '?')}`: {message}", step, "failed")
+    text = f"expectation failed{where} `{d.get('expr', '?')}`: {message}"
+    b.say(record, text, step, StepStatus.FAILED)
 
 
 def _on_confirmation(
     b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
 ) -> None:
     step = b.step(d, seq)
+    identity = _mapping(d.get("identity"))
+    uid = identity.get("os_uid")
     confirmation = Confirmation(
         seq=seq,
         ts=str(record.get("ts", "")),
@@ -238,13 +301,14 @@ def _on_confirmation(
         method=str(d.get("method") or ""),
         accepted=bool(d.get("accepted")),
         prompt=str(d.get("prompt", "")),
+        os_user=str(identity.get("os_user", "")),
+        os_uid=uid if isinstance(uid, int) and not isinstance(uid, bool) else None,
     )
     step.confirmations.append(confirmation)
     verdict = "accepted" if confirmation.accepted else "declined"
     via = f" via {confirmation.method}" if confirmation.method else ""
-    b.say(
-        record, f"{verdict} by {confirmation.operator}{via}: {confirmation.prompt}", step, verdict
-    )
+    who = claimed_vs_os(confirmation.operator, identity)
+    b.say(record, f"{verdict} by {who}{via}: {confirmation.prompt}", step, verdict)
 
 
 def _on_retry(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
@@ -262,9 +326,10 @@ def _on_finished(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], s
     b.open.pop(step.id, None)
     step.status, step.finished, step.seq = str(d.get("status", "?")), str(record.get("ts", "")), seq
     step.elapsed, step.message = _seconds(d.get("elapsed")), str(d.get("message") or "")
-    step.attempts = int(d.get("attempts") or 0)
+    attempts = d.get("attempts")
+    step.attempts = attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0
     took = f" in {sla.format_duration(step.elapsed)}" if step.elapsed is not None else ""
-    why = f": {step.message}" if step.message and step.status != "passed" else ""
+    why = f": {step.message}" if step.message and step.status != StepStatus.PASSED else ""
     answer = f" (answer: {step.answer})" if step.answer is not None else ""
     b.say(record, f"{step.kind} {step.status}{took}{answer}{why}", step, step.status)
 
@@ -272,23 +337,24 @@ def _on_finished(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], s
 def _on_skipped(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
     step = b.step(d, seq)
     b.open.pop(step.id, None)
-    step.status, step.message, step.seq = "skipped", str(d.get("reason", "")), seq
-    b.say(record, f"{step.kind} skipped: {step.message}", step, "skipped")
+    step.status, step.message, step.seq = StepStatus.SKIPPED, str(d.get("reason", "")), seq
+    b.say(record, f"{step.kind} skipped: {step.message}", step, StepStatus.SKIPPED)
 
 
 def _on_planned(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
-    b.say(record, f"would run: {d.get('summary', '?')}", b.step(d, seq), "planned")
+    b.say(record, f"would run: {d.get('summary', '?')}", b.step(d, seq), StepStatus.PLANNED)
 
 
 def _on_observer(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
-    b.say(record, f"observer error: {d.get('message', '')}", None, "error")
+    b.say(record, f"observer error: {d.get('message', '')}", None, StepStatus.ERROR)
     b.observer_errors.append(b.timeline[-1])
 
 
 def _on_run_end(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
-    if record.get("type") == "run.interrupted":
+    if record.get("type") == RecordType.RUN_INTERRUPTED:
         during = f" during {d['step']}" if d.get("step") else ""
-        b.say(record, f"run interrupted{during}: {d.get('reason', '')}", None, "interrupted")
+        text = f"run interrupted{during}: {d.get('reason', '')}"
+        b.say(record, text, None, StepStatus.INTERRUPTED)
         return
     reason = f": {d['reason']}" if d.get("reason") else ""
     status = str(d.get("status", "?"))
@@ -297,18 +363,18 @@ def _on_run_end(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], se
 
 _Handler = Any
 _HANDLERS: dict[str, _Handler] = {
-    "step.started": _on_started,
-    "step.attempt": _on_attempt,
-    "step.result": _on_result,
-    "step.expectation": _on_expectation,
-    "step.confirmation": _on_confirmation,
-    "step.retry": _on_retry,
-    "step.finished": _on_finished,
-    "step.skipped": _on_skipped,
-    "step.planned": _on_planned,
-    "observer.error": _on_observer,
-    "run.finished": _on_run_end,
-    "run.interrupted": _on_run_end,
+    RecordType.STEP_STARTED: _on_started,
+    RecordType.STEP_ATTEMPT: _on_attempt,
+    RecordType.STEP_RESULT: _on_result,
+    RecordType.STEP_EXPECTATION: _on_expectation,
+    RecordType.STEP_CONFIRMATION: _on_confirmation,
+    RecordType.STEP_RETRY: _on_retry,
+    RecordType.STEP_FINISHED: _on_finished,
+    RecordType.STEP_SKIPPED: _on_skipped,
+    RecordType.STEP_PLANNED: _on_planned,
+    RecordType.OBSERVER_ERROR: _on_observer,
+    RecordType.RUN_FINISHED: _on_run_end,
+    RecordType.RUN_INTERRUPTED: _on_run_end,
 }
 
 
@@ -338,12 +404,14 @@ def build_incident(
     severity = sla.severity_of(records)
     target = (sla.DEFAULT_TARGETS if targets is None else targets).get(severity)
     builder = _Builder(_milestones(marks))
-    builder.say(header, f"run started by {head.get('operator', '?')} on {head.get('host', '?')}")
+    identity = _mapping(head.get("identity"))
+    who = claimed_vs_os(str(head.get("operator", "?")), identity)
+    builder.say(header, f"run started by {who} on {head.get('host', '?')}")
     for record in records[1:]:
         builder.feed(record)
     last = records[-1] if len(records) > 1 else None
-    end = _data(last) if last and last.get("type") in ("run.finished", "run.interrupted") else {}
-    status = str(end.get("status", "interrupted" if end else "incomplete"))
+    end = _data(last) if last and str(last.get("type")) in FINAL_TYPES else {}
+    status = str(end.get("status", StepStatus.INTERRUPTED if end else StepStatus.INCOMPLETE))
     exit_code = end.get("exit_code")
     return Incident(
         title=str(book.get("title") or book.get("name") or "?"),
@@ -353,12 +421,14 @@ def build_incident(
         operator=str(head.get("operator", "")),
         host=str(head.get("host", "")),
         dry_run=bool(head.get("dry_run", False)),
-        params=dict(head.get("params") or {}),
+        params=dict(_mapping(head.get("params"))),
         runbook_sha256=str(book.get("sha256", "")),
+        identity=dict(identity),
+        signing_key=str(_mapping(head.get("signing")).get("fingerprint", "")),
         started=marks.started.ts,
         ended=str(last.get("ts", "")) if end and last else "",
         status=status,
-        exit_code=exit_code if isinstance(exit_code, int) else None,
+        exit_code=exit_code if _is_int(exit_code) else None,
         reason=str(end.get("reason") or ""),
         clocks=marks,
         target=target,
@@ -366,5 +436,5 @@ def build_incident(
         steps=tuple(builder.steps),
         timeline=tuple(builder.timeline),
         observer_errors=tuple(builder.observer_errors),
-        verification=check_chain(records),
+        verification=verify_records(records),
     )

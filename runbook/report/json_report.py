@@ -9,7 +9,7 @@ stored in the log; durations are seconds.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import math
 from typing import Any
 
 from runbook.report.incident import Incident, StepReport, TimelineEntry
@@ -73,6 +73,20 @@ def _sla(incident: Incident) -> dict[str, Any]:
     }
 
 
+def _verification(incident: Incident) -> dict[str, Any]:
+    check = incident.verification
+    return {
+        "ok": check.ok,
+        "truncated": check.truncated,
+        "tampered": check.tampered,
+        "reason": check.reason,
+        "first_bad_seq": check.first_bad_seq,
+        "records": check.records,
+        "final_hash": check.final_hash,
+        "signing_key": incident.signing_key or None,
+    }
+
+
 def to_dict(incident: Incident) -> dict[str, Any]:
     """The report as plain data (what `render` serialises)."""
     names = ("started", "detected", "acknowledged", "mitigated", "resolved")
@@ -85,6 +99,7 @@ def to_dict(incident: Incident) -> dict[str, Any]:
             "severity": incident.severity,
             "run_id": incident.run_id,
             "operator": incident.operator,
+            "identity": dict(incident.identity) or None,
             "host": incident.host,
             "dry_run": incident.dry_run,
             "params": dict(incident.params),
@@ -100,7 +115,7 @@ def to_dict(incident: Incident) -> dict[str, Any]:
         "steps": [_step(step) for step in incident.steps],
         "timeline": [_entry(entry) for entry in incident.timeline],
         "observer_errors": [_entry(entry) for entry in incident.observer_errors],
-        "verification": asdict(incident.verification),
+        "verification": _verification(incident),
     }
 
 
@@ -111,4 +126,22 @@ def render(incident: Incident) -> str:
     encoder, 3x slower on a 100k-record log (goal: report in under 2 s);
     `jq .` or `python -m json.tool` pretty-print it when a human reads it.
     """
-    return json.dumps(to_dict(incident), ensure_ascii=False) + "\n"
+    doc = to_dict(incident)
+    try:
+        return json.dumps(doc, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError:  # NaN or Infinity, which a log's bytes can hold: not JSON, so text
+        return json.dumps(_finite(doc), ensure_ascii=False) + "\n"
+
+
+def _finite(value: Any, depth: int = 0) -> Any:
+    """`value` with every NaN and infinity as its text ("nan", "inf"), as the log writer
+    stores them; below a depth no report reaches, left as it is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if depth > 200:
+        return value
+    if isinstance(value, dict):
+        return {key: _finite(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item, depth + 1) for item in value]
+    return value

@@ -14,11 +14,14 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from runbook.report.incident import Incident, StepReport
+from runbook.log.records import StepStatus
+from runbook.report.incident import Incident, StepReport, os_user
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_ERRORS = ("error", "timeout", "incomplete", "declined")
-_SKIPS = ("skipped", "planned", "unknown")
+_ERRORS = frozenset(
+    {StepStatus.ERROR, StepStatus.TIMEOUT, StepStatus.INCOMPLETE, StepStatus.DECLINED}
+)
+_SKIPS = frozenset({StepStatus.SKIPPED, StepStatus.PLANNED, StepStatus.UNKNOWN})
 
 
 def _x(text: object) -> str:
@@ -27,13 +30,13 @@ def _x(text: object) -> str:
 
 def _outcome(case: ET.Element, status: str, message: str, detail: str) -> str:
     """Add failure/error/skipped to `case`; return which counter it bumps ('' if passed)."""
-    if status == "passed":
+    if status == StepStatus.PASSED:
         return ""
     if status in _SKIPS:
         ET.SubElement(case, "skipped", message=_x(message or status))
         return "skipped"
     tag = "error" if status in _ERRORS else "failure"
-    element = ET.SubElement(case, tag, message=_x(message or status), type=status)
+    element = ET.SubElement(case, tag, message=_x(message or status), type=_x(status))
     element.text = _x(detail or message or status)
     return "errors" if tag == "error" else "failures"
 
@@ -72,7 +75,7 @@ def render(incident: Incident) -> str:
         root,
         "testsuite",
         name=_x(incident.title),
-        timestamp=incident.started.rstrip("Z")[:19],
+        timestamp=_x(incident.started.rstrip("Z")[:19]),
         hostname=_x(incident.host),
         id=_x(incident.run_id),
     )
@@ -83,10 +86,13 @@ def render(incident: Incident) -> str:
         ("status", incident.status),
         ("log_verified", "true" if incident.verification.ok else "false"),
         ("final_hash", incident.verification.final_hash),
+        ("signing_key", incident.signing_key or "none (unsigned log)"),
+        ("operator_claimed", incident.operator),
+        ("os_user", os_user(incident.identity)),
     ):
         ET.SubElement(props, "property", name=name, value=_x(value))
     for key, param in incident.params.items():  # secrets are already *** in the log
-        ET.SubElement(props, "property", name=f"param.{key}", value=_x(param))
+        ET.SubElement(props, "property", name=_x(f"param.{key}"), value=_x(param))
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for step in incident.steps:
         _cases(suite, incident, step, counts)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 
-from runbook.report.incident import Incident, StepReport, TimelineEntry
+from runbook.log.records import StepStatus
+from runbook.report.incident import Incident, StepReport, TimelineEntry, os_user
 from runbook.report.sla import format_duration
 
 PLACEHOLDER = "> **TO BE WRITTEN BY THE RESPONDERS:**"
@@ -79,9 +80,20 @@ def _header(incident: Incident) -> list[str]:
         f"- **Outcome**: {_md(incident.status)}{exit_note}{dry}",
         f"- **Runbook**: {_md(incident.runbook)} (sha256 `{incident.runbook_sha256[:16]}`)",
         f"- **Run**: `{_md(incident.run_id)}` by {_md(incident.operator)} on {_md(incident.host)}",
+        *_who(incident),
         f"- **Params**: {_params(incident)}",
         "- **Impact**: _to be written: users and services affected_",
         "",
+    ]
+
+
+def _who(incident: Incident) -> list[str]:
+    """The operator name as claimed, and the OS user the kernel reported beside it."""
+    source = incident.identity.get("claimed_from")
+    how = f"from {_md(source)}, " if source else ""
+    return [
+        f"- **Operator (claimed)**: {_md(incident.operator)} ({how}not authenticated)",
+        f"- **OS user**: {_md(os_user(incident.identity))}",
     ]
 
 
@@ -97,7 +109,7 @@ def _summary(incident: Incident) -> list[str]:
         if mark is None:
             lines.append(f"| {name} | — | — | not in the log |")
         else:
-            since = format_duration(mark.elapsed)
+            since = "time unreadable" if mark.elapsed is None else format_duration(mark.elapsed)
             lines.append(f"| {name} | {_when(mark.ts)} | {since} | seq {mark.seq} |")
     if incident.reason:
         lines += ["", f"Run outcome: {_md(incident.status)} — {_md(incident.reason)}"]
@@ -143,11 +155,12 @@ def _timeline(incident: Incident) -> list[str]:
 
 def _confirmed(step: StepReport) -> str:
     if not step.confirmations:
-        return "no confirmation needed" if step.status != "incomplete" else "—"
+        return "no confirmation needed" if step.status != StepStatus.INCOMPLETE else "—"
     c = step.confirmations[-1]
     verdict = "confirmed" if c.accepted else "declined"
     via = f" via {c.method}" if c.method else ""
-    return f"{verdict} by {_md(c.operator)}{via} (seq {c.seq})"
+    os = f"claimed name; OS user {_md(c.os_user)}, uid {c.os_uid}; " if c.os_user else ""
+    return f"{verdict} by {_md(c.operator)}{via} ({os}seq {c.seq})"
 
 
 def _actions(incident: Incident) -> list[str]:
@@ -169,19 +182,37 @@ def _actions(incident: Incident) -> list[str]:
 
 
 def _failed_checks(incident: Incident) -> list[str]:
+    """Checks that failed, and apart from them the ones that could not check (`error`):
+    "the API was unreachable" is not "the API is broken"."""
+    errored = [s for s in incident.failed_checks if s.status == StepStatus.ERROR]
+    failed = [s for s in incident.failed_checks if s.status != StepStatus.ERROR]
     lines = ["## Checks that failed", ""]
-    if not incident.failed_checks:
-        return [*lines, "Every check that ran passed.", ""]
-    for step in incident.failed_checks:
-        tries = f" after {step.attempts} attempts" if step.attempts > 1 else ""
-        lines.append(
-            f"- **{_md(step.id)}** ({_md(step.phase)}): {step.status}{tries} (seq {step.seq})"
-        )
-        for failure in step.failures:
-            expr = f"{_code(failure.expr)}: " if failure.expr else ""
-            host = f"[{_md(failure.host)}] " if failure.host else ""
-            lines.append(f"  - {host}{expr}{_md(failure.message)} (seq {failure.seq})")
-    return [*lines, ""]
+    if not failed:
+        none = "None failed; some could not check (below)." if errored else ""
+        lines.append(none or "Every check that ran passed.")
+    lines += [line for step in failed for line in _check_lines(step)]
+    lines.append("")
+    if errored:
+        lines += [
+            "## Checks that could not check (error)",
+            "",
+            "These could not tell either way (connection refused, API unreachable, command "
+            "not found): neither a pass nor a failure.",
+            "",
+            *[line for step in errored for line in _check_lines(step)],
+            "",
+        ]
+    return lines
+
+
+def _check_lines(step: StepReport) -> list[str]:
+    tries = f" after {step.attempts} attempts" if step.attempts > 1 else ""
+    lines = [f"- **{_md(step.id)}** ({_md(step.phase)}): {step.status}{tries} (seq {step.seq})"]
+    for failure in step.failures:
+        expr = f"{_code(failure.expr)}: " if failure.expr else ""
+        host = f"[{_md(failure.host)}] " if failure.host else ""
+        lines.append(f"  - {host}{expr}{_md(failure.message)} (seq {failure.seq})")
+    return lines
 
 
 def _hosts(incident: Incident) -> list[str]:
@@ -242,9 +273,22 @@ def _integrity(incident: Incident) -> list[str]:
         "",
         f"- `runbook log verify`: {verdict} ({check.records} records verified)",
         f"- Final chain hash: `{check.final_hash or 'none'}`",
+        f"- Signed: {_signed(incident)}",
+        f"- Check it against the hash the run printed: `{_verify_command(incident)}`",
         *errors,
         "",
     ]
+
+
+def _signed(incident: Incident) -> str:
+    if not incident.signing_key:
+        return "no — integrity only, not authenticity (unsigned log)"
+    return f"ed25519 key `{incident.signing_key}` (check it is yours with `--key`)"
+
+
+def _verify_command(incident: Incident) -> str:
+    key = " --key PUB" if incident.signing_key else ""
+    return f"runbook log verify LOG{key} --expect {incident.verification.final_hash or 'HASH'}"
 
 
 def render(incident: Incident) -> str:

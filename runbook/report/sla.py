@@ -9,7 +9,8 @@ derived from records, never from "now", so a report printed twice is the same.
 
 Clock rules, in log order:
 - detected: the first detect-phase check that did not pass (else the run start);
-- acknowledged: the first accepted confirmation or manual answer;
+- acknowledged: the first accepted confirmation or answer from a person (a passing
+  result with an `answer` field, e.g. a `manual` step);
 - mitigated: the first mitigate-phase action that passed;
 - resolved: `run.finished` with status passed.
 A record `incident.mark` with `{"mark": "detected"|...}` sets a clock explicitly.
@@ -17,19 +18,22 @@ A record `incident.mark` with `{"mark": "detected"|...}` sets a clock explicitly
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runbook.errors import InvalidInput
+from runbook.log.records import RecordType, StepStatus
+from runbook.text import escape_controls
 
 SEVERITIES = ("P0", "P1", "P2", "P3")
 CLOCKS = ("detected", "acknowledged", "mitigated", "resolved")
 SLA_FILE_ENV = "RUNBOOK_SLA_FILE"
-_FAILING = frozenset({"failed", "error", "timeout"})
+_FAILING = frozenset({StepStatus.FAILED, StepStatus.ERROR, StepStatus.TIMEOUT})
 
 
 @dataclass(frozen=True)
@@ -110,11 +114,15 @@ def _override(path: Path, severity: str, entry: Any, base: SlaTarget | None) -> 
 
 @dataclass(frozen=True)
 class Mark:
-    """When one clock stopped: the record's UTC time, its seq, seconds since the start."""
+    """When one clock stopped: the record's UTC time, its seq, seconds since the start.
+
+    `elapsed` is None when that time, or the run's start, cannot be read as a
+    timestamp (a log written by another tool, or edited and re-chained).
+    """
 
     ts: str
     seq: int
-    elapsed: float
+    elapsed: float | None
 
 
 @dataclass(frozen=True)
@@ -133,8 +141,36 @@ class Clocks:
 
 
 def parse_ts(ts: str) -> datetime:
-    """A stored UTC timestamp (`...Z`) as an aware datetime."""
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    """A stored UTC timestamp (`...Z`) as an aware datetime; ValueError if it is none.
+
+    A time without an offset is taken as UTC, as the log stores every time.
+    """
+    if not isinstance(ts, str):
+        raise ValueError(f"not a timestamp: {ts!r}")
+    moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def read_ts(ts: Any) -> datetime | None:
+    """`parse_ts`, or None for a value that is not a readable timestamp."""
+    try:
+        return parse_ts(ts)
+    except (ValueError, OverflowError):
+        return None
+
+
+def seconds_between(start: Any, end: Any) -> float | None:
+    """Seconds from timestamp `start` to `end` (at least 0); None if either is unreadable."""
+    first, last = read_ts(start), read_ts(end)
+    if first is None or last is None:
+        return None
+    return max((last - first).total_seconds(), 0.0)
+
+
+def record_seq(record: Mapping[str, Any], default: int = -1) -> int:
+    """A record's `seq` (an int in every verified log; `default` in anything else)."""
+    seq = record.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else default
 
 
 def _data(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -142,27 +178,27 @@ def _data(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return data if isinstance(data, Mapping) else {}
 
 
-def _clock_for(record: Mapping[str, Any], executors: Mapping[str, str]) -> str | None:
+def _clock_for(record: Mapping[str, Any]) -> str | None:
     """Which clock (if any) this record stops, by the rules in the module docstring."""
     kind, data = record.get("type"), _data(record)
-    if kind == "incident.mark":
+    if kind == RecordType.INCIDENT_MARK:
         mark = data.get("mark")
         return str(mark) if mark in CLOCKS else None
-    if kind == "step.confirmation":
+    if kind == RecordType.STEP_CONFIRMATION:
         return "acknowledged" if data.get("accepted") else None
-    if kind == "step.result":
-        is_manual = executors.get(str(data.get("step"))) == "manual"
+    if kind == RecordType.STEP_RESULT:
+        # `answer` is the contract's field for what a person answered (StepResult)
         answered = _data({"data": data.get("fields")}).get("answer") is not None
-        return "acknowledged" if is_manual and answered and data.get("ok") else None
-    if kind == "step.finished":
+        return "acknowledged" if answered and data.get("ok") else None
+    if kind == RecordType.STEP_FINISHED:
         phase, status = data.get("phase"), data.get("status")
-        if phase == "detect" and data.get("kind") == "check" and status in _FAILING:
+        if phase == "detect" and data.get("kind") == "check" and str(status) in _FAILING:
             return "detected"
-        if phase == "mitigate" and data.get("kind") == "action" and status == "passed":
+        if phase == "mitigate" and data.get("kind") == "action" and status == StepStatus.PASSED:
             return "mitigated"
         return None
-    if kind == "run.finished":
-        return "resolved" if data.get("status") == "passed" else None
+    if kind == RecordType.RUN_FINISHED:
+        return "resolved" if data.get("status") == StepStatus.PASSED else None
     return None
 
 
@@ -173,22 +209,16 @@ def clocks(records: Iterable[Mapping[str, Any]]) -> Clocks:
     if header is None:
         raise ValueError("no records: an empty log has no clocks")
     start_ts = str(_data(header).get("started") or header.get("ts", ""))
-    start = parse_ts(start_ts)
     found: dict[str, Mark] = {}
     explicit: dict[str, Mark] = {}  # `mark:` steps win over milestones derived from phases
-    executors: dict[str, str] = {}
     for record in it:
-        data = _data(record)
-        if record.get("type") == "step.started":
-            executors[str(data.get("step"))] = str(data.get("executor"))
-        name = _clock_for(record, executors)
-        chosen = explicit if record.get("type") == "incident.mark" else found
+        name = _clock_for(record)
+        chosen = explicit if record.get("type") == RecordType.INCIDENT_MARK else found
         if name and name not in chosen:
             ts = str(record.get("ts", ""))
-            elapsed = max((parse_ts(ts) - start).total_seconds(), 0.0)
-            chosen[name] = Mark(ts, int(record.get("seq", -1)), elapsed)
+            chosen[name] = Mark(ts, record_seq(record), seconds_between(start_ts, ts))
     found.update(explicit)
-    started = Mark(start_ts, int(header.get("seq", 0)), 0.0)
+    started = Mark(start_ts, record_seq(header, 0), 0.0)
     return Clocks(
         started=started,
         detected=found.get("detected", started),
@@ -199,7 +229,9 @@ def clocks(records: Iterable[Mapping[str, Any]]) -> Clocks:
 
 
 def format_duration(seconds: float) -> str:
-    """Short human durations: 850ms, 42s, 12m, 1h05m, 2d3h."""
+    """Short human durations: 850ms, 42s, 12m, 1h05m, 2d3h ('?' for no number at all)."""
+    if not math.isfinite(seconds):  # a log can hold Infinity or NaN: verify never parses
+        return "?"
     if 0 < seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     total = int(round(seconds))
@@ -232,6 +264,8 @@ class SlaLine:
         return self.elapsed <= self.target
 
     def text(self, severity: str) -> str:
+        if self.elapsed is None and self.seq is not None:
+            return f"{self.clock} at seq {self.seq} (its time cannot be read)"
         if self.elapsed is None:
             return f"not {self.clock}" + (
                 f" ({format_duration(self.target)} {severity} target)" if self.target else ""
@@ -280,5 +314,7 @@ def summary_line(records: Sequence[Mapping[str, Any]], targets: Mapping[str, Sla
     lines = [line for line in sla_lines(clocks(records), target) if line.clock != "detected"]
     missed = any(line.met is False for line in lines)
     verdict = "MISSED" if missed else "within target" if target else "no target"
-    body = "; ".join(line.text(severity) for line in lines)
-    return f"SLA {severity or '?'} ({verdict}): {body}"
+    # For a terminal: a severity read from a log is shown escaped, as `log show` shows it.
+    shown = escape_controls(severity).encode("utf-8", "backslashreplace").decode("utf-8")
+    body = "; ".join(line.text(shown) for line in lines)
+    return f"SLA {shown or '?'} ({verdict}): {body}"

@@ -4,7 +4,9 @@ Executors enforce their own timeouts (the shell kills its process group, HTTP
 has socket timeouts), but a runbook must never hang at 3 a.m. because a plugin
 forgot to: the runner waits on the worker with a hard limit a little past the
 budget, sets `ctx.cancel`, and moves on. Waiting happens on the main thread in
-short slices so Ctrl-C is seen at once and progress can be reported.
+short slices so Ctrl-C is seen at once and progress can be reported. A result
+that timed out at the budget says which bound set it (`limit`: the attempt's
+timeout, the step's deadline or the run's deadline).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from runbook.contract import ExecContext, ExecutorSpec, StepResult
@@ -19,6 +22,7 @@ from runbook.errors import OperatorDeclined, RunbookError
 
 GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.05
+_BUDGET_SPENT = 0.95  # a timeout this close to the budget is the budget's
 
 
 class _Box:
@@ -55,10 +59,13 @@ def run_attempt(
     config: Mapping[str, Any],
     ctx: ExecContext,
     on_progress: Callable[[float], None],
+    limit: str = "attempt timeout",
 ) -> StepResult:
     """Run `spec.run` and return its result, a timeout failure, or re-raise a decline.
 
-    KeyboardInterrupt propagates to the caller after the attempt was told to stop.
+    `limit` names the bound `ctx.timeout` comes from, for the error of a result
+    that ran out of it. KeyboardInterrupt propagates to the caller after the
+    attempt was told to stop.
     """
     box = _Box()
     worker = threading.Thread(
@@ -78,7 +85,8 @@ def run_attempt(
                 ctx.cancel.set()
                 box.done.wait(GRACE_SECONDS)
                 return StepResult.failure(
-                    f"timed out after {ctx.timeout:g}s (executor did not stop by itself)",
+                    f"timed out after {ctx.timeout:g}s ({limit}; the executor did not stop "
+                    "by itself)",
                     timed_out=True,
                     elapsed=elapsed,
                 )
@@ -90,14 +98,21 @@ def run_attempt(
         raise box.exception
     result = box.result or StepResult.failure("executor returned nothing")
     if not result.elapsed:
-        result = _with_elapsed(result, time.monotonic() - start)
-    return result
+        result = replace(result, elapsed=time.monotonic() - start)
+    return _naming_the_bound(result, ctx.timeout, limit)
 
 
-def _with_elapsed(result: StepResult, elapsed: float) -> StepResult:
-    from dataclasses import replace
+def _naming_the_bound(result: StepResult, budget: float | None, limit: str) -> StepResult:
+    """A result that timed out when the budget ran out says which bound that was.
 
-    return replace(result, elapsed=elapsed)
+    One that timed out well before (the executor's own, shorter timeout, such as
+    an http check's `timeout:`) already says so in its own words.
+    """
+    if not result.timed_out or result.error is None or budget is None:
+        return result
+    if result.elapsed < budget * _BUDGET_SPENT or f"({limit}" in result.error:
+        return result
+    return replace(result, error=f"{result.error} ({limit})")
 
 
 def _wait_through_interrupts(done: threading.Event, seconds: float) -> None:

@@ -1,12 +1,11 @@
-"""Transports: how a command reaches a host, and the per-run pool of open connections.
+"""The per-run pool of open connections, and taking a step to a target's hosts.
 
-Executors that run commands (shell, systemd, journald) are written once, on
-top of `Connection.run(argv)`, and work the same on this machine or over SSH
-(testinfra's design). A transport plugin contributes a `TransportSpec` through
-the `runbook_transports` hook; `connect()` opens one `Connection` to one host.
-The `ConnectionPool` lives in `ExecContext.resources` for the whole run, so
-every step on a host reuses that host's single connection, and the runner
-closes them all when the run ends. `on_target()` is the one entry point an
+The transport types (`TransportSpec`, `Connection`, `CommandOutcome`,
+`TransportError`) are part of the plugin contract (`runbook.contract`); this
+module is the runtime behind them. The `ConnectionPool` lives in
+`ExecContext.resources` for the whole run, so every step on a host reuses that
+host's single connection, and the runner closes them all when the run ends.
+`run_on_target()` implements `runbook.contract.on_target`, the one entry point an
 executor calls: it runs a per-host function locally, or fans it out over the
 target's hosts and returns per-host results.
 """
@@ -14,77 +13,25 @@ target's hosts and returns per-host results.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from runbook.contract import ExecContext, StepResult
+from runbook.contract import (
+    Connection,
+    ExecContext,
+    Host,
+    HostWork,
+    StepResult,
+    Target,
+    TransportError,
+    TransportSpec,
+)
 from runbook.errors import RunbookError
-from runbook.load.model import Target
-from runbook.run.inventory import Host, Inventory, resolve_hosts
+from runbook.run.inventory import Inventory, resolve_hosts
 
 POOL_KEY = "runbook.connections"
 """Where the run's ConnectionPool sits in `ExecContext.resources`."""
-
-
-class TransportError(Exception):
-    """One host cannot be reached or trusted; fails that host's result, never the run."""
-
-
-@dataclass(frozen=True)
-class CommandOutcome:
-    """What one command did on one host, whatever the transport."""
-
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    elapsed: float
-    stopped: str = "exited"  # exited | timeout | cancelled
-    pid: int | None = None
-
-
-class Connection(Protocol):
-    """An open way to run commands on one host; safe to use from several threads."""
-
-    host: Host
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float | None,
-        cancel: threading.Event,
-        stdin: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        max_output: int = 1024 * 1024,
-    ) -> CommandOutcome:
-        """Run argv (never through a shell a value could escape) and wait for it."""
-        ...
-
-    def close(self) -> None: ...
-
-
-ConnectFn = Callable[[Host, Mapping[str, Any]], Connection]
-
-
-@dataclass(frozen=True)
-class TransportSpec:
-    """A named transport contributed by a plugin through `runbook_transports`.
-
-    - `connect(host, options)`: open a connection (raise TransportError with a
-      message fit for the operator when the host cannot be reached or trusted).
-      `options` are the target's options merged with the host's inventory vars.
-    - `check(options)`: input problems found before anything runs (a missing key
-      file), returned as messages; they stop the run with exit 2.
-    - `remote`: False for the local transport, which needs no host list.
-    """
-
-    name: str
-    connect: ConnectFn
-    description: str = ""
-    check: Callable[[Mapping[str, Any]], list[str]] | None = None
-    remote: bool = True
 
 
 @dataclass
@@ -110,7 +57,8 @@ class ConnectionPool:
 
     def hosts(self, target: Target) -> list[Host]:
         """The target's hosts, groups expanded through the inventory."""
-        return resolve_hosts(target, self.inventory)
+        remote = self.transport(target.transport).remote
+        return resolve_hosts(target, self.inventory, remote=remote)
 
     def connect(self, target: Target, host: Host) -> Connection:
         spec = self.transport(target.transport)
@@ -150,16 +98,15 @@ def pool_of(ctx: ExecContext) -> ConnectionPool:
     return pool
 
 
-HostFn = Callable[[Connection, Host], StepResult]
-
-
-def on_target(ctx: ExecContext, target_name: str | None, work: HostFn) -> StepResult:
-    """Run `work` where the step's target says: here, or on each of the target's hosts.
+def run_on_target(ctx: ExecContext, target_name: str | None, work: HostWork) -> StepResult:
+    """`runbook.contract.on_target`: here, or on each of the target's hosts.
 
     A local target without `hosts` gives a plain result; any target with hosts
-    gives one result per host (`StepResult.hosts`), judged per host by the runner.
+    gives one result per host (`StepResult.hosts`), judged per host by the runner,
+    which journals each host as it starts and finishes (`HostRecorder`) and, when
+    resuming, names the hosts that must not run again.
     """
-    from runbook.run.fanout import fan_out
+    from runbook.run.fanout import fan_out, recorder_for
 
     target = ctx.target
     if target is None:
@@ -172,16 +119,20 @@ def on_target(ctx: ExecContext, target_name: str | None, work: HostFn) -> StepRe
     try:
         spec = pool.transport(target.transport)
         hosts = pool.hosts(target)
-    except (TransportError, RunbookError) as exc:
+    except RunbookError as exc:  # an unknown transport or host: TransportError, InventoryError
         return StepResult.failure(str(exc))
     if not spec.remote and not target.options.get("hosts"):
         return _on_host(pool, target, hosts[0], work)
+    recorder = recorder_for(ctx)
     return fan_out(
         [h.name for h in hosts],
         lambda name: _on_host(pool, target, _by_name(hosts, name), work),
         concurrency=ctx.concurrency,
         serial=ctx.serial,
         cancel=ctx.cancel,
+        done=recorder.restored if recorder else None,
+        on_start=recorder.started if recorder else None,
+        on_finish=recorder.finished if recorder else None,
     )
 
 
@@ -189,95 +140,17 @@ def _by_name(hosts: Sequence[Host], name: str) -> Host:
     return next(h for h in hosts if h.name == name)
 
 
-def _on_host(pool: ConnectionPool, target: Target, host: Host, work: HostFn) -> StepResult:
+def _on_host(pool: ConnectionPool, target: Target, host: Host, work: HostWork) -> StepResult:
     """Connect (or reuse) and run; an unreachable host becomes its own failed result."""
     try:
         conn = pool.connect(target, host)
-    except (TransportError, RunbookError) as exc:  # RunbookError: e.g. MissingExtra
+    except RunbookError as exc:  # TransportError, or e.g. MissingExtra
         return StepResult.failure(str(exc))
     try:
         return work(conn, host)
     except TransportError as exc:
         pool.discard(target, host)
         return StepResult.failure(str(exc))
-
-
-def run_command(
-    conn: Connection,
-    argv: Sequence[str],
-    ctx: ExecContext,
-    *,
-    call: Mapping[str, Any],
-    stdin: bytes | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: str | None = None,
-    max_output: int = 1024 * 1024,
-    program_required: bool = False,
-) -> StepResult:
-    """Run argv on a connection and shape the one result every command executor returns.
-
-    Fields: exit_code, stdout, stderr, pid, elapsed. A program missing on the
-    host, sudo wanting a password, a timeout or a cancel is `ok=False` with a
-    reason naming the host; any other exit status is for `expect` to judge.
-    With `program_required`, a remote shell's 127 "not found" is an error too
-    (systemctl/journalctl missing); the shell executor leaves 127 to `expect`.
-    """
-    where = f" on {conn.host.name}" if conn.host.name != "localhost" else ""
-    try:
-        out = conn.run(
-            argv,
-            timeout=ctx.timeout,
-            cancel=ctx.cancel,
-            stdin=stdin,
-            env=env,
-            cwd=cwd,
-            max_output=max_output,
-        )
-    except FileNotFoundError as exc:
-        if cwd is not None and exc.filename == cwd:
-            return StepResult.failure(
-                f"working directory is not usable: {cwd} ({exc.strerror})", call=call
-            )
-        return StepResult.failure(f"command not found{where}: {argv[0]}", call=call)
-    except PermissionError:
-        return StepResult.failure(f"permission denied{where}: {argv[0]}", call=call)
-    except OSError as exc:
-        return StepResult.failure(f"cannot start {argv[0]}{where}: {exc}", call=call)
-    fields = {
-        "exit_code": out.exit_code,
-        "stdout": out.stdout,
-        "stderr": out.stderr,
-        "pid": out.pid,
-        "elapsed": out.elapsed,
-    }
-    error = _command_error(out, argv, where, ctx.timeout, program_required)
-    return StepResult(
-        ok=error is None,
-        fields=fields,
-        output=out.stdout,
-        error=error,
-        timed_out=out.stopped == "timeout",
-        elapsed=out.elapsed,
-        call=dict(call),
-    )
-
-
-def _command_error(
-    out: CommandOutcome, argv: Sequence[str], where: str, timeout: float | None, required: bool
-) -> str | None:
-    if out.stopped == "timeout":
-        return f"timed out after {float(timeout or 0)}s{where}"
-    if out.stopped == "cancelled":
-        return "cancelled"
-    if out.exit_code == 1 and "a password is required" in out.stderr and argv[:1] == ["sudo"]:
-        return (
-            f"sudo needs a password{where}; runbook runs `sudo -n` and never waits for one: "
-            "allow these commands without a password (NOPASSWD) or connect as a user that may"
-        )
-    if required and out.exit_code == 127 and "not found" in out.stderr:
-        program = argv[3] if argv[:1] == ["sudo"] and len(argv) > 3 else argv[0]
-        return f"command not found{where}: {program} (is it installed there?)"
-    return None
 
 
 def check_targets(
@@ -299,7 +172,7 @@ def check_targets(
         spec = transports.get(target.transport)
         if spec is None:
             continue
-        hosts = resolve_hosts(target, inventory)
+        hosts = resolve_hosts(target, inventory, remote=spec.remote)
         problems = spec.check(target.options) if spec.check else []
         for host in hosts:
             if spec.check and host.vars:

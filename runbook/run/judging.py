@@ -11,9 +11,10 @@ from typing import Any
 
 from runbook.contract import ExecutorSpec, StepResult
 from runbook.load.model import Step
+from runbook.log.records import RecordType, StepStatus
 from runbook.run.state import StepOutcome, result_namespace
 
-Emit = Callable[[str, dict[str, Any]], None]
+Emit = Callable[[RecordType, dict[str, Any]], None]
 
 
 def _failed_expectations(
@@ -38,7 +39,7 @@ def _failed_expectations(
         }
         if host is not None:
             record["host"] = host
-        emit("step.expectation", record)
+        emit(RecordType.STEP_EXPECTATION, record)
         if not check.passed:
             failures.append(check.message)
             if host is not None:
@@ -58,15 +59,15 @@ def judge(
     if result.hosts:
         return judge_hosts(step, spec, result, namespace, attempt, emit)
     if not result.ok:
-        status = "timeout" if result.timed_out else "error"
+        status = StepStatus.TIMEOUT if result.timed_out else StepStatus.ERROR
         return StepOutcome(
             status, result.elapsed, attempt, result.error or status, result, result.timed_out
         )
     ns = result_namespace(result, namespace)
     failures = _failed_expectations(step, spec, ns, attempt, emit)
     if failures:
-        return StepOutcome("failed", result.elapsed, attempt, "; ".join(failures), result)
-    return StepOutcome("passed", result.elapsed, attempt, "", result)
+        return StepOutcome(StepStatus.FAILED, result.elapsed, attempt, "; ".join(failures), result)
+    return StepOutcome(StepStatus.PASSED, result.elapsed, attempt, "", result)
 
 
 def judge_hosts(
@@ -99,7 +100,7 @@ def hosts_outcome(
     passing = total - len(failed_hosts)
     if passing >= needed:
         note = f"{passing}/{total} hosts passed" if failed_hosts else ""
-        return StepOutcome("passed", result.elapsed, attempt, note, result)
+        return StepOutcome(StepStatus.PASSED, result.elapsed, attempt, note, result)
     reasons = [
         why if why.startswith(f"{host}:") else f"{host}: {why}"
         for host, why in sorted(failed_hosts.items())
@@ -109,7 +110,7 @@ def hosts_outcome(
         message += f"; and {len(reasons) - 5} more"
     bad = [result.hosts[h] for h in failed_hosts]
     timed_out = bool(bad) and all(r.timed_out for r in bad)
-    status = "timeout" if timed_out else "failed"
+    status = StepStatus.TIMEOUT if timed_out else StepStatus.FAILED
     return StepOutcome(status, result.elapsed, attempt, message, result, timed_out)
 
 
@@ -125,17 +126,19 @@ def result_record(step_id: str, attempt: int, result: StepResult) -> dict[str, A
         "fields": loggable(result.fields),
     }
     if result.hosts:
-        record["hosts"] = {
-            host: {
-                "ok": r.ok,
-                "error": r.error,
-                "timed_out": r.timed_out,
-                "elapsed": round(r.elapsed, 6),
-                "fields": loggable(r.fields),
-            }
-            for host, r in sorted(result.hosts.items())
-        }
+        record["hosts"] = {host: host_data(r) for host, r in sorted(result.hosts.items())}
     return record
+
+
+def host_data(result: StepResult) -> dict[str, Any]:
+    """What the log keeps of one host's result (`step.result.hosts`, `step.host_finished`)."""
+    return {
+        "ok": result.ok,
+        "error": result.error,
+        "timed_out": result.timed_out,
+        "elapsed": round(result.elapsed, 6),
+        "fields": loggable(result.fields),
+    }
 
 
 def loggable(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,17 +1,28 @@
-"""Mask secret values everywhere they could leak, including in encoded forms.
+"""Mask secret values wherever they could leak, including in encoded and derived forms.
 
 A secret that reaches a console, a log or a report is a leaked secret, and it
 rarely leaks verbatim: it shows up URL-encoded in a query string, base64-encoded
-in an `Authorization: Basic` header, JSON-escaped in a command's output. So a
-`Masker` expands every secret into the forms it can take in text, compiles them
-into one regex (longest first) and replaces every occurrence with `***`.
+in an `Authorization: Basic` header, JSON-escaped in a command's output, upper-
+cased or hex-dumped by a script. So a `Masker` expands every secret into the
+forms it can take in text, compiles them into one regex (longest first, so a
+longer secret is never cut short by a shorter one inside it) and replaces every
+occurrence with `***`.
 
-Base64 needs care: inside a larger blob a secret starts at any byte alignment,
-so its own encoding never appears. For each alignment k in 0, 1, 2 we encode
-k filler bytes plus the secret and keep only the characters that depend on
-secret bytes alone; those appear in every blob that contains the secret at
-that alignment. Such fragments are used only when at least six characters
-long, so a short secret does not mask random text.
+Masking is by value, never by structure: `mask_value` masks strings, not the
+keys of a mapping, and leaves alone the fields a caller names as structure (the
+ids, hashes, statuses and timestamps an incident log is read by). A secret
+shorter than `MIN_SECRET_LENGTH` is refused: a one-letter "secret" would turn
+every word of every record into asterisks and hide nothing.
+
+Text forms (raw, reversed, JSON- and shell-quoted, hex, URL-encoded) match in
+any letter case, which covers `upper()`, `lower()` and mixed case; `casefold()`
+and `upper()` are added explicitly for letters whose case mapping changes the
+length (ß → SS). Base64 needs care: inside a larger blob a secret starts at any
+byte alignment, so its own encoding never appears. For each alignment k in 0,
+1, 2 we encode k filler bytes plus the secret and keep only the characters that
+depend on secret bytes alone; those appear in every blob that contains the
+secret at that alignment. Such fragments are used only when at least six
+characters long, so a short secret does not mask random text.
 """
 
 from __future__ import annotations
@@ -21,26 +32,27 @@ import json
 import re
 import shlex
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from runbook.errors import ParamError
+
 MASK = "***"
+MIN_SECRET_LENGTH = 4
+"""Shortest secret value accepted (characters): shorter ones would mask ordinary text."""
 MIN_ENCODED_LENGTH = 6
-_PERCENT_ESCAPE = re.compile(r"%([0-9A-F])([0-9A-F])")
 
 
-def _case_insensitive_escapes(literal: str) -> str:
-    """A regex for `literal` whose %XX escapes match in either case (%2f == %2F)."""
-    parts = []
-    last = 0
-    for match in _PERCENT_ESCAPE.finditer(literal):
-        parts.append(re.escape(literal[last : match.start()]))
-        hex_digits = (f"[{c}{c.lower()}]" if c.isalpha() else c for c in match.groups())
-        parts.append("%" + "".join(hex_digits))
-        last = match.end()
-    parts.append(re.escape(literal[last:]))
-    return "".join(parts)
+def check_secret_length(value: str, name: str | None = None) -> None:
+    """Refuse (ParamError, exit 2) a secret too short to mask; names the param, not the value."""
+    if 0 < len(value) < MIN_SECRET_LENGTH:
+        which = f"param '{name}'" if name else "a secret value"
+        raise ParamError(
+            f"{which}: a secret must be at least {MIN_SECRET_LENGTH} characters long; "
+            "a shorter one cannot be masked without masking ordinary text "
+            "(every word, id and hash that contains it)"
+        )
 
 
 def _base64_forms(raw: bytes) -> set[str]:
@@ -61,43 +73,87 @@ def _base64_forms(raw: bytes) -> set[str]:
     return {form for form in forms if len(form) >= MIN_ENCODED_LENGTH}
 
 
-def _literal_forms(secret: str) -> set[str]:
-    """Forms that are plain text transformations of the secret (no base64)."""
-    return {
-        secret,
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        shlex.quote(secret),
-    }
-
-
-def _secret_patterns(secret: str) -> list[tuple[int, str]]:
-    """(length, regex) for every form `secret` can take in text."""
-    patterns = [(len(form), re.escape(form)) for form in _literal_forms(secret)]
-    for encoded in {
-        quote(secret, safe="", errors="surrogatepass"),
-        quote_plus(secret, errors="surrogatepass"),
-    }:
-        patterns.append((len(encoded), _case_insensitive_escapes(encoded)))
+def _text_forms(secret: str) -> set[str]:
+    """Forms that are text transformations of the secret; they match in any case."""
     raw = secret.encode("utf-8", "surrogatepass")
-    patterns.extend((len(form), re.escape(form)) for form in _base64_forms(raw))
-    return patterns
+    forms: set[str] = set()
+    for variant in {secret, secret.upper(), secret.casefold(), secret[::-1]}:
+        forms.update(
+            (
+                variant,
+                json.dumps(variant)[1:-1],
+                json.dumps(variant, ensure_ascii=False)[1:-1],
+                shlex.quote(variant),
+                quote(variant, safe="", errors="surrogatepass"),
+                quote_plus(variant, errors="surrogatepass"),
+            )
+        )
+    forms.add(raw.hex())
+    return forms
+
+
+class _Forms:
+    """One compiled alternation of literal forms, longest first: at one position the
+    whole form wins over a shorter one, so with secrets 'password123' and 'word' no
+    '123' is left behind."""
+
+    def __init__(self, forms: Iterable[str], flags: int = 0) -> None:
+        ordered = sorted(set(forms), key=lambda form: (-len(form), form))
+        alternation = "|".join(re.escape(form) for form in ordered)
+        self.any = re.compile(alternation, flags)
+        # A lookahead matches at every position, so overlapping forms are all found.
+        self.every = re.compile(f"(?=({alternation}))", flags)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        if self.any.search(text) is None:
+            return []
+        return [(m.start(1), m.end(1)) for m in self.every.finditer(text)]
+
+
+class _Patterns:
+    """Every form of every secret: text forms in any case, base64 forms exactly.
+
+    `re.IGNORECASE` makes an alternation of literals an order of magnitude
+    slower, so text forms are lower-cased and matched against `text.lower()`,
+    which keeps every offset whenever it keeps the length (lower() only ever
+    lengthens, as for 'İ'); other text is matched case-insensitively as it is.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        folded: set[str] = set()
+        encoded: set[str] = set()
+        for secret in secrets:
+            folded.update(form.lower() for form in _text_forms(secret))
+            encoded.update(_base64_forms(secret.encode("utf-8", "surrogatepass")))
+        self._folded = _Forms(folded)
+        self._folded_any_case = _Forms(folded, re.IGNORECASE)
+        self._encoded = _Forms(encoded) if encoded else None
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of every occurrence of every form, overlapping ones included."""
+        lowered = text.lower()
+        if len(lowered) == len(text):
+            found = self._folded.spans(lowered)
+        else:
+            found = self._folded_any_case.spans(text)
+        if self._encoded is not None:
+            found += self._encoded.spans(text)
+        return sorted(found)
 
 
 class Masker:
-    """Replaces secret values, raw or encoded, with `***` in text and data.
+    """Replaces secret values, raw, encoded or derived, with `***` in text and data.
 
     Cheap when there is nothing to mask (the usual case for most runbooks):
     `mask` returns its input untouched without running a regex. Adding a
-    secret rebuilds one compiled pattern; masking is safe from many threads.
+    secret rebuilds the compiled patterns; masking is safe from many threads.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
-        # (any occurrence, every overlapping occurrence): one attribute, so a
-        # reader racing add() sees an old pair or a new pair, never a mix.
-        self._patterns: tuple[re.Pattern[str], re.Pattern[str]] | None = None
+        # Replaced whole by add(), so a reader racing it sees old or new patterns.
+        self._patterns: _Patterns | None = None
         for secret in secrets:
             self.add(secret)
 
@@ -107,21 +163,19 @@ class Masker:
         return self._secrets
 
     def add(self, secret: str) -> None:
-        """Mask `secret` from now on; empty strings and repeats are ignored."""
+        """Mask `secret` from now on; empty strings and repeats are ignored.
+
+        Raises ParamError for a secret shorter than MIN_SECRET_LENGTH: params are
+        checked, by name, before a run (`check_secret_length`); this is the backstop.
+        """
         if not secret:
             return
+        check_secret_length(secret)
         with self._lock:
             if secret in self._secrets:
                 return
             self._secrets = (*self._secrets, secret)
-            self._compile()
-
-    def _compile(self) -> None:
-        # Longest first: at one position, the whole form wins over its prefix.
-        patterns = {p for secret in self._secrets for p in _secret_patterns(secret)}
-        ordered = sorted(patterns, key=lambda p: (-p[0], p[1]))
-        alternation = "|".join(regex for _, regex in ordered)
-        self._patterns = (re.compile(alternation), re.compile(f"(?=({alternation}))"))
+            self._patterns = _Patterns(self._secrets)
 
     def mask(self, text: str) -> str:
         """`text` with every occurrence of every secret form replaced by `***`.
@@ -130,47 +184,60 @@ class Masker:
         are merged into one masked span, so no part of either survives.
         """
         patterns = self._patterns
-        if patterns is None or patterns[0].search(text) is None:
+        if patterns is None:
             return text
-        finder, overlapping = patterns
-        masked = _replace_spans(text, overlapping)
+        spans = patterns.spans(text)
         # A mask can re-form a secret that contains '*'; repeat while the text
         # shrinks, which also guarantees the loop ends.
-        while len(masked) < len(text) and finder.search(masked):
-            text, masked = masked, _replace_spans(masked, overlapping)
-        return masked
+        while spans:
+            masked = _replace_spans(text, spans)
+            if len(masked) >= len(text):
+                return masked
+            text, spans = masked, patterns.spans(masked)
+        return text
 
-    def mask_value(self, obj: Any) -> Any:
-        """`obj` with every string in it masked, dict keys included.
+    def mask_value(self, obj: Any, keep: frozenset[str] = frozenset()) -> Any:
+        """`obj` with every string value masked; mapping keys and `keep` fields as they are.
 
-        Dicts, lists and tuples are rebuilt (same types); other values are
-        returned as they are, since only strings can carry a secret.
+        Keys are names (of fields, headers, hosts) and are never masked: a secret
+        that happens to be part of `exit_code` must not rename the field. `keep`
+        holds the dotted paths of structural fields (`"step"`, `"runbook.sha256"`)
+        whose values, and everything under them, are not masked either; a list's
+        items share its path. Mappings become dicts, lists and tuples keep their
+        type; other values are returned as they are, since only strings can carry
+        a secret.
         """
         if self._patterns is None:
             return obj
+        return self._mask_at(obj, keep, "")
+
+    def _mask_at(self, obj: Any, keep: frozenset[str], path: str) -> Any:
         if isinstance(obj, str):
             return self.mask(obj)
-        if isinstance(obj, dict):
-            return {self.mask_value(k): self.mask_value(v) for k, v in obj.items()}
+        if isinstance(obj, Mapping):
+            masked: dict[Any, Any] = {}
+            for key, value in obj.items():
+                inner = f"{path}.{key}" if path else str(key)
+                masked[key] = value if inner in keep else self._mask_at(value, keep, inner)
+            return masked
         if isinstance(obj, list):
-            return [self.mask_value(item) for item in obj]
+            return [self._mask_at(item, keep, path) for item in obj]
         if isinstance(obj, tuple):
-            return tuple(self.mask_value(item) for item in obj)
+            return tuple(self._mask_at(item, keep, path) for item in obj)
         return obj
 
 
-def _replace_spans(text: str, overlapping: re.Pattern[str]) -> str:
-    """Replace the union of all (possibly overlapping) matches with `***`."""
-    spans: list[list[int]] = []
-    for match in overlapping.finditer(text):
-        start, end = match.start(1), match.end(1)
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], end)
+def _replace_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """Replace the union of `spans` (sorted, possibly overlapping) with `***` each."""
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
         else:
-            spans.append([start, end])
+            merged.append([start, end])
     pieces = []
     last = 0
-    for start, end in spans:
+    for start, end in merged:
         pieces.append(text[last:start])
         pieces.append(MASK)
         last = end

@@ -11,15 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.contract import StepResult
-
-FAILED_STATUSES = frozenset({"failed", "error", "timeout", "declined", "interrupted"})
+from runbook.log.records import FAILED_STATUSES, StepStatus
 
 
 @dataclass(frozen=True)
 class StepOutcome:
     """How a step ended, and the result its last attempt produced."""
 
-    status: str
+    status: StepStatus
     elapsed: float = 0.0
     attempts: int = 0
     message: str = ""
@@ -28,7 +27,7 @@ class StepOutcome:
 
     @property
     def passed(self) -> bool:
-        return self.status == "passed"
+        return self.status == StepStatus.PASSED
 
     @property
     def failed(self) -> bool:

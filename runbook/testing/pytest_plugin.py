@@ -22,19 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from runbook.errors import RunbookError
+
 if TYPE_CHECKING:
     from runbook.load.model import Runbook
     from runbook.registry import PluginRegistry
+    from runbook.session import Session
     from runbook.testing.scenario import Scenario
     from runbook.testing.scenario_file import ScenarioCase
 
 RUNBOOK_SUFFIXES = (".yaml", ".yml")
 RUNBOOK_DIR = "runbooks"
 SCENARIO_DIR = "scenarios"
-_REGISTRY = pytest.StashKey["PluginRegistry"]()
+_SESSION = pytest.StashKey["Session"]()
 
 
-class RunbookCheckFailed(Exception):
+class RunbookCheckFailed(RunbookError):
     """A runbook item failed; the message is already `file:line:column: ...` lines."""
 
 
@@ -69,13 +72,13 @@ def _runbook_of(scenario_path: Path) -> Path | None:
     return None
 
 
-def _registry(config: pytest.Config) -> PluginRegistry:
-    """The real plugins, loaded once per session."""
-    if _REGISTRY not in config.stash:
-        from runbook import session
+def _session(config: pytest.Config) -> Session:
+    """The front door with the real plugins, loaded once per pytest run."""
+    if _SESSION not in config.stash:
+        from runbook.session import Session
 
-        config.stash[_REGISTRY] = session.load_registry()
-    return config.stash[_REGISTRY]
+        config.stash[_SESSION] = Session()
+    return config.stash[_SESSION]
 
 
 def _shown(config: pytest.Config, path: Path) -> str:
@@ -101,16 +104,11 @@ class RunbookFile(pytest.File):
         yield from self._scenarios()
 
     def _load(self) -> None:
-        from runbook import session
         from runbook.errors import InvalidRunbook, RunbookError
-        from runbook.load.loader import load_runbook
 
         name = _shown(self.config, self.path)
         try:
-            registry = _registry(self.config)
-            self.runbook = load_runbook(
-                name, session.executor_specs(registry), registry.unknown_executor_message
-            )
+            self.runbook = _session(self.config).load_file(name)
         except InvalidRunbook as exc:
             self.load_errors = list(exc.errors)
         except RunbookError as exc:
@@ -172,11 +170,10 @@ def _validate(file: RunbookFile) -> list[str]:
 
 def _plan(file: RunbookFile) -> list[str]:
     """Plan every step with the declared example params; problems point at their line."""
-    from runbook import session
     from runbook.errors import RunbookError
-    from runbook.load.params import example_params, resolve_params
+    from runbook.load.params import example_params
 
-    runbook, name = file.runbook, _shown(file.config, file.path)
+    runbook, name, session = file.runbook, _shown(file.config, file.path), _session(file.config)
     assert runbook is not None
     missing = [
         f"{name}:{_param_line(file.path, p)}: required param '{p}' has no `example:`; "
@@ -187,22 +184,19 @@ def _plan(file: RunbookFile) -> list[str]:
     if missing:
         return missing
     try:
-        params = resolve_params(runbook, example_params(runbook), environ={})
+        params = session.params(runbook, example_params(runbook), environ={})
     except RunbookError as exc:
         return [f"{name}:{_param_line(file.path, None)}: example params: {exc}"]
-    executors = session.executor_specs(_registry(file.config))
-    return _plan_steps(runbook, params, executors, name)
+    return _plan_steps(session, runbook, params, name)
 
 
-def _plan_steps(runbook: Runbook, params: dict[str, Any], executors: Any, name: str) -> list[str]:
-    from runbook import session
+def _plan_steps(session: Session, runbook: Runbook, params: dict[str, Any], name: str) -> list[str]:
     from runbook.errors import RunbookError
-    from runbook.plan.planner import build_plan
 
     try:
-        build_plan(runbook, params, executors, session.masked_params(runbook, params)).to_json()
+        session.plan(runbook, params).to_json()
     except RunbookError as exc:
-        step = _failing_step(runbook, params, executors)
+        step = _failing_step(runbook, params, session.executors)
         line = step.line if step is not None else 1
         where = f"step '{step.id}': " if step is not None else ""
         return [f"{name}:{line}: {where}cannot plan: {exc}"]
@@ -211,7 +205,7 @@ def _plan_steps(runbook: Runbook, params: dict[str, Any], executors: Any, name: 
 
 def _failing_step(runbook: Runbook, params: dict[str, Any], executors: Any) -> Any:
     """The first step whose plan raises, so the failure names its line."""
-    from runbook.expr.expression import UNKNOWN
+    from runbook.expr.values import UNKNOWN
     from runbook.plan.planner import PLAN_RUN, plan_entry
 
     steps = {s.id: UNKNOWN for s in runbook.steps}
@@ -241,7 +235,6 @@ class ScenarioItem(pytest.Item):
         self.file_name = file_name
 
     def runtest(self) -> None:
-        from runbook import session
         from runbook.errors import RunbookError
         from runbook.testing.scenario import Scenario
         from runbook.testing.scenario_file import check_expectations
@@ -249,7 +242,7 @@ class ScenarioItem(pytest.Item):
         parent = self.parent
         assert isinstance(parent, RunbookFile) and parent.runbook is not None
         log_dir = _scenario_log_dir(self.config)
-        executors = session.executor_specs(_registry(self.config))
+        executors = _session(self.config).executors
         where = f"{self.file_name}:{self.case.line}: scenario '{self.case.name}'"
         try:
             result = self.case.run(Scenario(parent.runbook, executors, log_dir))
@@ -286,13 +279,17 @@ class OrphanScenarios(pytest.File):
 @pytest.fixture(scope="session")
 def runbook_registry(pytestconfig: pytest.Config) -> PluginRegistry:
     """The real executor plugins (entry points), loaded once per session."""
-    return _registry(pytestconfig)
+    return _session(pytestconfig).registry
+
+
+@pytest.fixture(scope="session")
+def runbook_session(pytestconfig: pytest.Config) -> Session:
+    """The `runbook.session.Session` the plugin itself uses: real plugins, loaded once."""
+    return _session(pytestconfig)
 
 
 @pytest.fixture
-def runbook_scenario(
-    tmp_path: Path, runbook_registry: PluginRegistry
-) -> Callable[[str | Path], Scenario]:
+def runbook_scenario(tmp_path: Path, runbook_session: Session) -> Callable[[str | Path], Scenario]:
     """`runbook_scenario("service-outage")` -> a Scenario to stub and run (see docs/testing.md).
 
     The runbook is loaded by NAME or PATH and validated by the real plugins;
@@ -301,6 +298,6 @@ def runbook_scenario(
     from runbook.testing.scenario import Scenario
 
     def make(name_or_path: str | Path) -> Scenario:
-        return Scenario.load(name_or_path, tmp_path / "incident-logs", runbook_registry)
+        return Scenario.load(name_or_path, tmp_path / "incident-logs", runbook_session)
 
     return make

@@ -22,12 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runbook.contract import ExecContext, ExecutorSpec, StepResult
+from runbook.contract import ExecContext, ExecutorSpec, StepResult, hookimpl
 from runbook.errors import InvalidInput
-from runbook.hookspecs import hookimpl
 from runbook.load.model import Runbook, Step
+from runbook.log.records import RecordType, StepStatus
+
+if TYPE_CHECKING:
+    from runbook.session import Session
 
 StubSpec = Mapping[str, Any]
 """One scripted attempt: result fields, or `error`/`timed_out`/`output` (see scenario_results)."""
@@ -127,13 +130,14 @@ class Scenario:
         self._steps = all_steps(runbook)
 
     @classmethod
-    def load(cls, name_or_path: str | Path, log_dir: Path, registry: Any = None) -> Scenario:
-        """Load NAME|PATH validated by the real plugins (`registry`, else entry points)."""
-        from runbook import session
+    def load(
+        cls, name_or_path: str | Path, log_dir: Path, session: Session | None = None
+    ) -> Scenario:
+        """Load NAME|PATH validated by the real plugins (`session`'s, else entry points)."""
+        from runbook.session import Session
 
-        registry = registry or session.load_registry()
-        runbook = session.load(str(name_or_path), registry)
-        return cls(runbook, session.executor_specs(registry), log_dir)
+        session = session or Session()
+        return cls(session.load(name_or_path), session.executors, log_dir)
 
     def stub(
         self, step_id: str, attempts: Sequence[StubSpec] | None = None, **fields: Any
@@ -172,18 +176,16 @@ class Scenario:
         """Run once against the stubs; the incident log is written and verified."""
         from runbook.log.journal import verify_log
         from runbook.registry import PluginInfo, PluginRegistry
-        from runbook.run.api import run_runbook
         from runbook.run.runner import RunOptions
+        from runbook.session import Session
 
         plugin = StubExecutors(self.executors, self.runbook, self.stubs)
         registry = PluginRegistry()
         registry.register(plugin, PluginInfo("scenario-stubs", __name__, "(scenario)", ""))
         options = RunOptions(yes=yes, answers=dict(answers or {}), operator="scenario")
-        outcome = run_runbook(
+        outcome = Session(registry, log_dir=self.log_dir).run(
             without_retry_delays(self.runbook),
             self.params(params or {}),
-            registry,
-            self.log_dir,
             options,
             header_extra={"scenario": name},
         )
@@ -198,12 +200,13 @@ class Scenario:
 
     def params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Typed params: `given`, else defaults, else the required params' examples."""
-        from runbook.load.params import example_params, resolve_params
+        from runbook.load.params import example_params
+        from runbook.session import Session
 
         values: dict[str, Any] = dict(example_params(self.runbook))
         values.update(given)
-        try:
-            return resolve_params(self.runbook, values, environ={})
+        try:  # typing params loads no plugins
+            return Session().params(self.runbook, values, environ={})
         except InvalidInput as exc:
             raise ScenarioError(str(exc)) from None
 
@@ -217,18 +220,18 @@ class ScenarioResult:
     stub_calls: tuple[RecordedCall, ...]
     log_path: Path
 
-    def _of(self, type_: str) -> list[dict[str, Any]]:
+    def _of(self, type_: RecordType) -> list[dict[str, Any]]:
         return [r["data"] for r in self.records if r.get("type") == type_]
 
     @property
     def finished(self) -> dict[str, Any]:
-        found = self._of("run.finished") or self._of("run.interrupted")
+        found = self._of(RecordType.RUN_FINISHED) or self._of(RecordType.RUN_INTERRUPTED)
         return found[-1] if found else {}
 
     @property
     def status(self) -> str:
         """passed, failed, declined, timeout, ... (`run.finished`)."""
-        return str(self.finished.get("status", "interrupted"))
+        return str(self.finished.get("status", StepStatus.INTERRUPTED))
 
     @property
     def reason(self) -> str:
@@ -237,21 +240,22 @@ class ScenarioResult:
     @property
     def ran(self) -> list[str]:
         """Step ids in the order they started (verify checks included, repeats kept)."""
-        return [d["step"] for d in self._of("step.started")]
+        return [d["step"] for d in self._of(RecordType.STEP_STARTED)]
 
     @property
     def skipped(self) -> list[str]:
         """Steps skipped because their `when:` was false (or not selected)."""
-        return [d["step"] for d in self._of("step.skipped")]
+        return [d["step"] for d in self._of(RecordType.STEP_SKIPPED)]
 
     @property
     def statuses(self) -> dict[str, str]:
         """Final status of every step that finished: passed, failed, error, ..."""
-        return {d["step"]: d["status"] for d in self._of("step.finished")}
+        return {d["step"]: d["status"] for d in self._of(RecordType.STEP_FINISHED)}
 
     def calls(self, step_id: str) -> list[dict[str, Any]]:
         """The rendered call of every attempt of `step_id` (argv, URL...), as logged."""
-        return [dict(d.get("call") or {}) for d in self._of("step.attempt") if d["step"] == step_id]
+        attempts = self._of(RecordType.STEP_ATTEMPT)
+        return [dict(d.get("call") or {}) for d in attempts if d["step"] == step_id]
 
     def call(self, step_id: str) -> dict[str, Any]:
         """The rendered call of the last attempt of `step_id`; KeyError if it never ran."""
@@ -262,7 +266,7 @@ class ScenarioResult:
 
     def summary(self, step_id: str) -> str:
         """The one-line summary of the last attempt (`$ systemctl restart api`)."""
-        found = [d["summary"] for d in self._of("step.attempt") if d["step"] == step_id]
+        found = [d["summary"] for d in self._of(RecordType.STEP_ATTEMPT) if d["step"] == step_id]
         return str(found[-1]) if found else ""
 
     def attempts(self, step_id: str) -> int:

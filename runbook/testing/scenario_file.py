@@ -98,7 +98,7 @@ class ScenarioCase:
     tree: Mapping[str, Any]
 
     def run(self, scenario: Scenario) -> ScenarioResult:
-        from runbook.load.loader import _plain
+        from runbook.load.marked_yaml import unmarked as _plain
 
         scenario.stubs.clear()
         for step_id, script in (self.tree.get("stubs") or {}).items():

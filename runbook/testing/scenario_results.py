@@ -111,7 +111,7 @@ def default_result(
 # -- reading simple expectations ----------------------------------------------------------
 def _solve(text: str, fields: dict[str, Any]) -> None:
     """Set fields so the comparisons in `text` hold, where the shape is simple enough."""
-    from runbook.expr.expression import rewrite_hyphenated_ids
+    from runbook.expr.compile import rewrite_hyphenated_ids
 
     try:
         tree = ast.parse(rewrite_hyphenated_ids(text.strip()), mode="eval")

@@ -206,3 +206,70 @@ def test_library_excerpts_in_docs_cite_steps_that_exist() -> None:
         doc = yaml.safe_load((ROOT / "runbooks" / f"{name}.yaml").read_text(encoding="utf-8"))
         ids = [s["id"] for s in doc["steps"]]
         assert step in ids, f"docs cite step '{step}' of runbooks/{name}.yaml; it has {ids}"
+
+
+# docs/architecture.md: one `### `runbook/NAME/`` section per package, each module of the
+# package named at the start of a bullet in its section; top-level modules as `NAME.py`.
+ARCHITECTURE_MD = DOCS / "architecture.md"
+PACKAGE = ROOT / "runbook"
+_SECTION = re.compile(r"^#{2,3} ([^\n]+)\n(.*?)(?=^#{2,3} |\Z)", re.M | re.S)
+_PACKAGE_HEADING = re.compile(r"`runbook/([a-z_]+)/`")
+_BULLET_MODULE = re.compile(r"^- `([a-z_]+)`", re.M)
+
+
+def architecture_sections() -> dict[str, str]:
+    text = _FENCE.sub("", ARCHITECTURE_MD.read_text(encoding="utf-8"))
+    return {m.group(1).strip(): m.group(2) for m in _SECTION.finditer(text)}
+
+
+def described_packages() -> dict[str, str]:
+    """Package name -> its section, for every `### `runbook/NAME/`` heading."""
+    packages: dict[str, str] = {}
+    for heading, body in architecture_sections().items():
+        m = _PACKAGE_HEADING.fullmatch(heading)
+        if m:
+            packages[m.group(1)] = body
+    return packages
+
+
+def test_architecture_page_describes_every_package_and_only_real_ones() -> None:
+    on_page = set(described_packages())
+    in_tree = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert on_page, "docs/architecture.md has no ### `runbook/NAME/` sections"
+    assert not on_page - in_tree, (
+        f"docs/architecture.md describes packages that do not exist: {sorted(on_page - in_tree)}"
+    )
+    assert not in_tree - on_page, (
+        f"packages under runbook/ missing from docs/architecture.md: {sorted(in_tree - on_page)}"
+    )
+
+
+def test_architecture_page_lists_exactly_the_modules_of_each_package() -> None:
+    problems = []
+    for name, body in described_packages().items():
+        listed = set(_BULLET_MODULE.findall(body))
+        modules = {p.stem for p in (PACKAGE / name).glob("*.py") if p.stem != "__init__"}
+        if listed - modules:
+            problems.append(f"runbook/{name}/: no such modules {sorted(listed - modules)}")
+        if modules - listed:
+            problems.append(f"runbook/{name}/: modules not listed {sorted(modules - listed)}")
+    assert not problems, "docs/architecture.md and the tree disagree:\n" + "\n".join(problems)
+
+
+def test_architecture_page_names_exactly_the_top_level_modules() -> None:
+    (body,) = [b for h, b in architecture_sections().items() if h.startswith("Modules at the top")]
+    named = set(re.findall(r"`([a-z_]+)\.py`", body))
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert named == modules, (
+        f"docs/architecture.md names {sorted(named - modules)} that do not exist and misses "
+        f"{sorted(modules - named)}"
+    )
+
+
+def test_architecture_page_names_every_hook() -> None:
+    from runbook import hookspecs
+
+    hooks = {name for name in vars(hookspecs) if name.startswith("runbook_")}
+    text = ARCHITECTURE_MD.read_text(encoding="utf-8")
+    missing = sorted(h for h in hooks if f"`{h}`" not in text)
+    assert hooks and not missing, f"hooks missing from docs/architecture.md: {missing}"

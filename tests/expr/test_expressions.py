@@ -16,15 +16,9 @@ from hypothesis import strategies as st
 
 import runbook.expr.expression as expressions
 from runbook.errors import ExpressionError, InvalidInput, RunbookError
-from runbook.expr.expression import (
-    UNKNOWN,
-    EvaluationError,
-    Outcome,
-    Unknown,
-    compile_expression,
-    is_unknown,
-    rewrite_hyphenated_ids,
-)
+from runbook.expr.compile import rewrite_hyphenated_ids
+from runbook.expr.expression import Outcome, compile_expression
+from runbook.expr.values import UNKNOWN, EvaluationError, Unknown, is_unknown
 
 RESULT: dict[str, Any] = {
     "status": 503,
@@ -196,9 +190,14 @@ def test_matches_is_a_plain_name_where_no_operand_precedes_it() -> None:
     assert value("'3' matches str(matches)", ns) is True
 
 
-def test_an_invalid_regular_expression_is_an_evaluation_error() -> None:
+def test_an_invalid_written_out_regular_expression_is_refused_when_compiled() -> None:
+    with pytest.raises(ExpressionError, match="column 16: invalid regular expression"):
+        compile_expression("stdout matches '('")
+
+
+def test_an_invalid_regular_expression_from_data_is_an_evaluation_error() -> None:
     with pytest.raises(EvaluationError, match="cannot evaluate"):
-        value("stdout matches '('")
+        value("stdout matches pattern", {"stdout": "x", "pattern": "("})
 
 
 def test_hyphenated_step_ids_are_read_as_keys() -> None:

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runbook.errors import TemplateError
-from runbook.expr.expression import UNKNOWN
 from runbook.expr.templating import Renderer, UnknownValue, has_template, shell_join, shell_quote
+from runbook.expr.values import UNKNOWN
 
 NAMESPACE: dict[str, Any] = {
     "params": {

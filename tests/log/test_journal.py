@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import threading
 from pathlib import Path
@@ -24,6 +25,7 @@ from runbook.log.journal import (
     read_log,
     verify_log,
 )
+from runbook.log.verify import VerifiedRecords, verify_records
 from runbook.log.view import format_timeline
 from runbook.run.secrets import Masker
 
@@ -138,6 +140,37 @@ def test_append_many_writes_consecutive_records(tmp_path: Path) -> None:
     assert verify_log(writer.path).ok
 
 
+class _InterruptedFlush(io.BufferedWriter):
+    """A real file whose first flush raises KeyboardInterrupt: SIGINT landing mid-fsync."""
+
+    pending = True
+
+    def flush(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+        super().flush()
+
+
+def test_a_record_interrupted_while_syncing_is_still_followed_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """SIGINT after the bytes reached the file: run.interrupted links to that record.
+
+    Otherwise it would reuse the record's seq, and `log verify` would call the log
+    of an interrupted run tampered.
+    """
+    path = tmp_path / "log.jsonl"
+    writer = JournalWriter(path, _InterruptedFlush(io.FileIO(path, "wb")), Masker(), "r1")
+    with pytest.raises(KeyboardInterrupt):
+        writer.append("step.attempt", {"step": "wait", "attempt": 1})
+    writer.append("run.interrupted", {"reason": "interrupted by the operator (SIGINT)"})
+    writer.close()
+    first, second = read_log(path)
+    assert (first["seq"], second["seq"]) == (0, 1) and second["prev"] == first["sha256"]
+    assert writer.seq == 1 and writer.last_hash == second["sha256"]
+
+
 def test_concurrent_appends_keep_one_chain(tmp_path: Path) -> None:
     with JournalWriter.create(tmp_path, "rb", "r1", HEADER, Masker()) as writer:
 
@@ -237,7 +270,7 @@ def test_secrets_never_reach_the_file_in_any_encoding(tmp_path: Path) -> None:
                 "urlsafe": base64.urlsafe_b64encode(SECRET.encode()).decode().rstrip("="),
                 "url": f"https://db/?pw={quote(SECRET, safe='')}&q={quote_plus(SECRET)}",
                 "headers": {"Authorization": f"Basic {basic}"},
-                SECRET: [("in", "a key and a tuple", SECRET)],
+                "nested": [("in", "a tuple", SECRET)],
             },
         )
     text = writer.path.read_text()
@@ -253,7 +286,7 @@ def test_secrets_never_reach_the_file_in_any_encoding(tmp_path: Path) -> None:
     ]
     for form in forms:
         assert form not in text and form not in decoded
-    assert '"password":"***"' in text and '"***":[["in","a key and a tuple","***"]]' in text
+    assert '"password":"***"' in text and '"nested":[["in","a tuple","***"]]' in text
     assert "Basic " in decoded
     assert not verify_log(writer.path).tampered  # masking happens before hashing
 
@@ -327,6 +360,50 @@ def test_a_cut_log_is_truncated_not_tampered(
         assert result.first_bad_seq is None and "no run.finished record" in result.reason
     else:
         assert result.first_bad_seq == kept and "incomplete" in result.reason
+
+
+def _edited(line: bytes, rehash: bool) -> bytes:
+    """`line` with one value changed, re-serialised canonically; its sha256 kept or redone."""
+    record = json.loads(line)
+    record["data"]["edited"] = True
+    body = canonical_json({k: v for k, v in record.items() if k != "sha256"})
+    digest = hashlib.sha256(body.encode()).hexdigest() if rehash else record["sha256"]
+    return (body[:-1] + f',"sha256":"{digest}"}}\n').encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    edit=st.sampled_from(["none", "drop", "swap", "change", "rehash", "cut"]),
+    i=st.integers(0, RECORDS - 1),
+    j=st.integers(0, RECORDS - 1),
+)
+def test_parsed_records_get_the_verdict_of_their_bytes(
+    good_log: bytes, scratch: Path, edit: str, i: int, j: int
+) -> None:
+    """`verify_records` (reports) and `verify_log` are one verifier: same verdict, field by field.
+
+    Edits are to whole records, so every line still parses; a line that does not parse
+    is left out by a tolerant reader, which the records then show as a seq gap.
+    """
+    lines = lines_of(good_log)
+    if edit == "drop":
+        del lines[i]
+    elif edit == "swap":
+        lines[i], lines[j] = lines[j], lines[i]
+    elif edit in ("change", "rehash"):
+        lines[i] = _edited(lines[i], rehash=edit == "rehash")
+    elif edit == "cut":
+        lines = lines[:i]
+    from_bytes = verify_bytes(scratch, b"".join(lines))
+    assert verify_records([json.loads(line) for line in lines]) == from_bytes
+
+
+def test_verified_records_carry_their_verdict(tmp_path: Path) -> None:
+    path = write_run(tmp_path)
+    verdict = verify_log(path)
+    records = VerifiedRecords(read_log(path), verdict)
+    assert verify_records(records) is verdict
+    assert verify_records(list(records)) == verdict
 
 
 # --- verification: named cases -----------------------------------------------------------
@@ -443,7 +520,11 @@ def test_list_logs_summarises_each_run(tmp_path: Path) -> None:
 
 def story(tmp_path: Path) -> list[dict[str, object]]:
     with JournalWriter.create(tmp_path, "service-outage", "r9", HEADER, Masker()) as w:
-        w.append("run.started", {})
+        w.append(
+            "step.restored",
+            {"step": "collect", "phase": "detect", "kind": "check", "status": "passed"}
+            | {"from_run": "r8", "reason": "finished in the interrupted run; not run again"},
+        )
         w.append(
             "step.started",
             {"step": "health", "phase": "detect", "kind": "check", "executor": "http"},
@@ -490,6 +571,7 @@ def story(tmp_path: Path) -> list[dict[str, object]]:
             "step.finished",
             {"step": "restart", "status": "passed", "kind": "action", "elapsed": 0.5},
         )
+        w.append("incident.mark", {"mark": "mitigated", "step": "restart"})
         w.append("step.skipped", {"step": "notify", "reason": "when is false"})
         w.append("step.output", {"step": "page", "text": "🚨 api is down\nsecond\nthird"})
         w.append("mystery.event", {})
@@ -511,6 +593,8 @@ def test_timeline_tells_the_story(tmp_path: Path) -> None:
     assert "page  output: 🚨 api is down (+2 more lines)" in text
     assert "[mitigate] restart  confirmation accepted by bob answered 'yes': Restart api?" in text
     assert "[mitigate] restart  action passed (500ms)" in text
+    assert "[detect] collect  check passed in run r8: restored, not run again" in text
+    assert "incident mitigated (step restart)" in text
     assert "error: \\x1b[31mboom" in text and "\x1b" not in text
     assert "notify  skipped: when is false" in text and "mystery.event" in text
     assert text.rstrip().endswith("run finished: failed (exit 1, 1m15s)")

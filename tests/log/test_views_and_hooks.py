@@ -1,4 +1,4 @@
-"""list/show/log views, the public surface, and the observer hook through a real plugin."""
+"""list/show/log views, and the observer hook through a real plugin."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 from support.helpers import logs_in, make_plugin_dist
 
-import runbook
 from runbook.log.journal import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,24 +92,6 @@ def runbook_step_finished(event):
     records = read_log(logs_in(tmp_path / "logs")[0])
     errors = [r["data"]["message"] for r in records if r["type"] == "observer.error"]
     assert errors and "webhook down" in errors[0]
-
-
-def test_public_surface_is_small_and_importable():
-    assert sorted(runbook.__all__) == sorted(
-        [
-            "ExecContext",
-            "ExecutorSpec",
-            "PlanContext",
-            "PlannedCall",
-            "ReportFormat",
-            "StepEvent",
-            "StepResult",
-            "__version__",
-            "hookimpl",
-        ]
-    )
-    for name in runbook.__all__:
-        assert getattr(runbook, name) is not None
 
 
 def test_every_hookspec_is_documented_and_exercised():

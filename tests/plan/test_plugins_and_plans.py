@@ -16,8 +16,11 @@ metadata: {name: spyrun, title: Spy run, severity: P3}
 """
 
 
-def _plugin_env(tmp_path: Path, read_only: bool = False) -> dict[str, str]:
-    site = make_plugin_dist(tmp_path / "site", "runbook-spy", "runbook_spy", spy_source(read_only))
+def _plugin_env(
+    tmp_path: Path, read_only: bool = False, side_effect_free: bool = False
+) -> dict[str, str]:
+    source = spy_source(read_only, side_effect_free)
+    site = make_plugin_dist(tmp_path / "site", "runbook-spy", "runbook_spy", source)
     return {"PYTHONPATH": str(site), "SPY_LOG": str(tmp_path / "spy.log")}
 
 
@@ -57,8 +60,8 @@ steps:
     assert "spy change" in result.out
 
 
-def test_dry_run_runs_read_only_checks_unless_no_checks(run_cli, write_runbook, tmp_path):
-    env = _plugin_env(tmp_path, read_only=True)
+def test_dry_run_runs_guaranteed_checks_unless_no_checks(run_cli, write_runbook, tmp_path):
+    env = _plugin_env(tmp_path, read_only=True, side_effect_free=True)
     rb = write_runbook(HEAD + "steps:\n  - {id: look, phase: detect, check: {spy: {name: look}}}\n")
     assert run_cli("run", str(rb), "--dry-run", env=env).code == 0
     assert [c["what"] for c in _spy_calls(tmp_path)].count("run") == 1

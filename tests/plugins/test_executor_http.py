@@ -20,6 +20,8 @@ from support.http_servers import (
 )
 
 from runbook.contract import ExecContext, ExecutorSpec, PlanContext, StepResult
+from runbook.errors import TemplateError
+from runbook.expr.templating import Renderer
 from runbook.load.model import Target
 from runbook.registry import PluginRegistry
 
@@ -361,3 +363,286 @@ def test_unsendable_header_is_a_failure_not_a_crash(
 def test_paths_are_matched_decoded(http: ExecutorSpec, server: LocalHTTPServer) -> None:
     server.route("/a b", json=1)
     assert run(http, {"url": server.url_for("/a b")}).fields["json"] == 1
+
+
+# -- rendered values in URLs and headers (safety issue 12) ---------------------------------------
+
+TRAVERSAL = "../../admin/delete?all=1#"
+
+
+def render_and_run(http: ExecutorSpec, config: Mapping[str, Any], **params: Any) -> StepResult:
+    """What the runner does: render with the executor's url_fields, then run."""
+    rendered = Renderer({"params": params}).render_value(dict(config), url_fields=http.url_fields)
+    return run(http, rendered)
+
+
+def test_a_rendered_value_stays_one_path_segment(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/admin/delete", json={"deleted": "everything"})
+    url = server.url_for("/api/{{ params.x }}/status")
+    result = render_and_run(http, {"url": url}, x=TRAVERSAL)
+    assert result.fields["status"] == 404
+    (seen,) = server.requests
+    assert seen.raw_path == "/api/..%2F..%2Fadmin%2Fdelete%3Fall%3D1%23/status"
+    assert seen.query == ""
+    assert "/admin/delete" not in [r.path for r in server.requests]
+
+
+def test_the_traversal_is_encoded_end_to_end_by_runbook_run(
+    server: LocalHTTPServer, run_cli: Any, write_runbook: Any
+) -> None:
+    server.route("/admin/delete", json={"deleted": "everything"})
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: traversal, title: Traversal, severity: P3}}
+        params:
+          x: {{type: string}}
+        steps:
+          - id: status
+            phase: detect
+            check: {{http: {{url: "{server.url}/api/{{{{ params.x }}}}/status"}}}}
+        """
+    )
+    r = run_cli("run", str(path), "-p", f"x={TRAVERSAL}", "--log-dir", "logs")
+    assert r.code == 1, r.text  # the 404 of the encoded path, not the admin endpoint's 200
+    assert [x.raw_path for x in server.requests] == [
+        "/api/..%2F..%2Fadmin%2Fdelete%3Fall%3D1%23/status"
+    ]
+
+
+@pytest.mark.parametrize("value", ["..", ".", "../..", "a/../..", "%2e%2e", "?x=1", "#top"])
+def test_no_value_reaches_another_path_query_or_fragment(
+    http: ExecutorSpec, server: LocalHTTPServer, value: str
+) -> None:
+    url = server.url_for("/api/{{ params.x }}/status?keep=1")
+    try:
+        result = render_and_run(http, {"url": url}, x=value)
+    except TemplateError as exc:  # a value that would be a whole '.' or '..' segment
+        assert value in (".", "..")
+        assert "'.' or '..' segment" in str(exc)
+        assert server.requests == []
+        return
+    assert result.ok
+    (seen,) = server.requests
+    assert seen.raw_path.startswith("/api/") and seen.raw_path.endswith("/status")
+    assert seen.raw_path.count("/") == 3  # /api/<one segment>/status
+    assert seen.path == f"/api/{value}/status"  # the value arrives whole, decoded
+    assert seen.query == "keep=1"
+
+
+def test_a_value_in_the_query_is_one_query_value(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    url = server.url_for("/search?q={{ params.q }}&limit=5#{{ params.q }}")
+    render_and_run(http, {"url": url}, q="a&limit=1000&admin=1#x y")
+    (seen,) = server.requests
+    assert seen.path == "/search"
+    assert seen.query == "q=a%26limit%3D1000%26admin%3D1%23x%20y&limit=5"
+
+
+@pytest.mark.parametrize("host", ["evil.example/admin?", "x@evil.example", "h#", "a b"])
+def test_a_value_in_the_host_may_hold_only_host_characters(http: ExecutorSpec, host: str) -> None:
+    with pytest.raises(TemplateError, match="host of a URL may hold only"):
+        render_and_run(http, {"url": "http://{{ params.host }}/health"}, host=host)
+
+
+def test_host_and_port_values_still_work(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/health", json={"status": "ok"})
+    url = "http://{{ params.host }}:{{ params.port }}/health"
+    result = render_and_run(http, {"url": url}, host="127.0.0.1", port=server.port)
+    assert result.ok and result.fields["json"] == {"status": "ok"}
+
+
+def test_a_whole_url_from_a_param_is_taken_as_written(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/api/v1/health", json={"status": "ok"})
+    whole = render_and_run(http, {"url": "{{ params.url }}"}, url=server.url_for("/api/v1/health"))
+    assert whole.fields["json"] == {"status": "ok"}
+    based = render_and_run(
+        http,
+        {"url": "{{ params.base }}/v1/{{ params.x }}"},
+        base=server.url_for("/api"),
+        x="health",
+    )
+    assert based.fields["json"] == {"status": "ok"}
+    assert [r.raw_path for r in server.requests] == ["/api/v1/health"] * 2
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://127.0.0.1/file", "unsupported URL (scheme 'ftp'"),
+        ("/relative/path", "unsupported URL (scheme 'missing'"),
+        ("http:///no-host", "invalid URL (no host)"),
+        ("http://127.0.0.1/a\r\nX-Injected: 1", "invalid URL (it holds a control character"),
+    ],
+)
+def test_a_whole_url_from_a_param_must_be_an_http_url(
+    http: ExecutorSpec, server: LocalHTTPServer, url: str, reason: str
+) -> None:
+    result = render_and_run(http, {"url": "{{ params.url }}"}, url=url)
+    assert not result.ok and (result.error or "").startswith(reason)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ params.x }}/health", "needs that value to be a whole URL"),
+        ("{{ params.scheme }}://127.0.0.1/", "needs that value to be a whole URL"),
+        ("ht{{ params.scheme }}://127.0.0.1/", "scheme of a URL must be literal"),
+        ("{{ params.base }}/health", "holds '?' or '#'"),
+    ],
+)
+def test_a_value_cannot_choose_the_scheme_or_cut_the_url(
+    http: ExecutorSpec, template: str, message: str
+) -> None:
+    params = {"x": "127.0.0.1", "scheme": "tp", "base": "http://127.0.0.1/admin?"}
+    with pytest.raises(TemplateError) as raised:
+        render_and_run(http, {"url": template}, **params)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Note": "{{ params.v }}"},
+        {"X-Note": "ok {{ params.v }}"},
+    ],
+)
+def test_header_injection_is_refused_and_nothing_is_sent(
+    http: ExecutorSpec, server: LocalHTTPServer, headers: dict[str, str]
+) -> None:
+    for value in ("x\r\nX-Injected: 1", "x\nX-Injected: 1", "x\rX-Injected: 1"):
+        result = render_and_run(http, {"url": server.url_for("/x"), "headers": headers}, v=value)
+        assert not result.ok
+        assert (result.error or "").startswith("invalid request (header ")
+        assert "holds a line break" in (result.error or "")
+    assert server.requests == []
+
+
+# -- the timeout is total: a server dripping its answer is cut off at the deadline -------------
+
+
+def _records_of(directory: Path) -> list[dict[str, Any]]:
+    from support.helpers import logs_in
+
+    from runbook.log.journal import read_log
+
+    [log] = logs_in(directory)
+    return read_log(log)
+
+
+def test_headers_dripping_a_byte_a_second_end_at_the_timeout(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/drip", Reply(json={"status": "ok"}, drip=1.0))
+    started = time.monotonic()
+    result = run(http, {"url": server.url_for("/drip"), "timeout": 1})
+    assert not result.ok and result.timed_out
+    assert result.error == f"timed out after 1.0s: GET {server.url_for('/drip')}"
+    assert time.monotonic() - started < 10  # per read, httpx alone would wait ~100 bytes * 1s
+
+
+def test_a_fast_drip_within_the_timeout_is_an_answer(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/drip", Reply(json={"status": "ok"}, drip=0.001))
+    result = run(http, {"url": server.url_for("/drip"), "timeout": 10})
+    assert result.ok, result.error
+    assert result.fields["json"] == {"status": "ok"}
+
+
+def test_cancel_cuts_a_request_that_is_under_way(
+    http: ExecutorSpec, server: LocalHTTPServer
+) -> None:
+    server.route("/drip", Reply(json={"status": "ok"}, drip=1.0))
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    result = run(http, {"url": server.url_for("/drip"), "timeout": 30}, cancel=cancel)
+    assert result.error == f"cancelled: GET {server.url_for('/drip')}"
+    assert not result.timed_out and time.monotonic() - started < 10
+
+
+def test_a_dripping_webhook_is_cut_at_the_notify_timeout(server: LocalHTTPServer) -> None:
+    from runbook.registry import PluginRegistry
+
+    notify = PluginRegistry.from_entry_points().executor("notify")
+    server.route("/hook", Reply(status=200, drip=1.0))
+    started = time.monotonic()
+    result = notify.run(
+        {"message": "hi", "webhook": server.url_for("/hook"), "timeout": 1, "stdout": False},
+        ExecContext(step_id="tell"),
+    )
+    assert result.ok  # a notification failure is recorded, not fatal
+    assert result.fields["webhook_error"] == f"timed out after 1.0s: POST {server.url}/…"
+    assert time.monotonic() - started < 10
+
+
+def test_an_http_check_on_a_dripping_server_times_out_through_the_cli(
+    server: LocalHTTPServer, run_cli: Any, write_runbook: Any, tmp_path: Path
+) -> None:
+    server.route("/drip", Reply(json={"status": "ok"}, drip=1.0))
+    url = server.url_for("/drip")
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: drip, title: Drip, severity: P2}}
+        steps:
+          - id: health
+            phase: detect
+            check: {{http: {{url: "{url}", timeout: 2}}}}
+        """
+    )
+    result = run_cli("run", str(path), timeout=60)  # before: over 100s, one read per byte
+    assert result.code == 4, result.text
+    records = _records_of(tmp_path / "logs")
+    [attempt] = [r["data"] for r in records if r["type"] == "step.attempt"]
+    [outcome] = [r["data"] for r in records if r["type"] == "step.result"]
+    [finished] = [r["data"] for r in records if r["type"] == "step.finished"]
+    assert outcome["timed_out"] is True
+    assert outcome["error"] == f"timed out after 2.0s: GET {server.url_for('/drip')}"
+    assert finished["status"] == "timeout"
+    assert attempt["limit"] == "attempt timeout"  # the request's own 2s was the shorter
+
+
+@pytest.mark.parametrize(
+    ("step_keys", "bound"),
+    [("timeout: 1s", "attempt timeout"), ("deadline: 1s", "step deadline")],
+)
+def test_the_log_names_the_bound_that_ended_the_attempt(
+    server: LocalHTTPServer,
+    run_cli: Any,
+    write_runbook: Any,
+    tmp_path: Path,
+    step_keys: str,
+    bound: str,
+) -> None:
+    server.route("/drip", Reply(json={"status": "ok"}, drip=1.0))
+    url = server.url_for("/drip")
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: drip, title: Drip, severity: P2}}
+        steps:
+          - id: health
+            phase: detect
+            {step_keys}
+            check: {{http: {{url: "{url}", timeout: 30}}}}
+        """
+    )
+    result = run_cli("run", str(path), timeout=60)
+    assert result.code == 4, result.text
+    records = _records_of(tmp_path / "logs")
+    [attempt] = [r["data"] for r in records if r["type"] == "step.attempt"]
+    [outcome] = [r["data"] for r in records if r["type"] == "step.result"]
+    assert attempt["limit"] == bound
+    assert outcome["timed_out"] is True
+    assert outcome["error"].endswith(f"/drip ({bound})"), outcome["error"]

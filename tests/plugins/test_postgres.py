@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from runbook_plugins import postgres
 from support.pg_cluster import PASSWORD, PgCluster
 
@@ -91,3 +92,81 @@ def test_plan_hides_the_password_and_execute_is_an_action() -> None:
     assert "pw" not in str(planned.detail.values()).replace("'***'", "")
     assert planned.summary == "postgres u@db:5432/app query: SELECT 1 (read-only transaction)"
     assert not postgres.SPEC.is_read_only({"execute": {"sql": "x"}})
+
+
+# --- read-only means read-only ------------------------------------------------------------
+def table_exists(pg: PgCluster, name: str) -> bool:
+    return pg.psql(f"SELECT to_regclass('public.{name}') IS NOT NULL") == "t"
+
+
+ESCAPES = {
+    "commit_then_write": "COMMIT; CREATE TABLE {t}(x int); SELECT 1",
+    "read_write_then_write": "SET TRANSACTION READ WRITE; CREATE TABLE {t}(x int)",
+    "session_read_write": "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE; COMMIT; "
+    "CREATE TABLE {t}(x int)",
+    "default_off": "SET default_transaction_read_only = off; COMMIT; CREATE TABLE {t}(x int)",
+    "rollback_then_write": "ROLLBACK; BEGIN READ WRITE; CREATE TABLE {t}(x int); COMMIT",
+    "select_then_write": "SELECT 1; CREATE TABLE {t}(x int)",
+    "do_read_write": "DO $$ BEGIN SET TRANSACTION READ WRITE; CREATE TABLE {t}(x int); END $$",
+    "do_commit": "DO $$ BEGIN COMMIT; CREATE TABLE {t}(x int); END $$",
+    "do_set_config": "DO $$ BEGIN PERFORM set_config('transaction_read_only', 'off', true); "
+    "CREATE TABLE {t}(x int); END $$",
+    "plain_write": "CREATE TABLE {t}(x int)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_a_query_check_cannot_write_however_the_sql_is_written(pg: PgCluster, name: str) -> None:
+    table = f"escaped_{name}"
+    result = run(pg, {"query": {"sql": ESCAPES[name].format(t=table)}})
+    assert not result.ok, result.fields
+    assert not table_exists(pg, table)
+
+
+def test_a_second_statement_is_refused_by_the_server(pg: PgCluster) -> None:
+    result = run(pg, {"query": {"sql": "SELECT 1; SELECT 2"}})
+    assert "cannot insert multiple commands into a prepared statement" in str(result.error)
+
+
+def test_the_session_itself_is_read_only_whatever_the_dsn_says(
+    pg: PgCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    show = {"query": {"sql": "SELECT current_setting('default_transaction_read_only') AS ro"}}
+    assert run(pg, show).fields["rows"] == [{"ro": "on"}]
+    monkeypatch.setenv("PGOPTIONS", "-c default_transaction_read_only=off")
+    assert run(pg, show).fields["rows"] == [{"ro": "on"}]
+    dsn = (
+        f"host=127.0.0.1 port={pg.primary_port} dbname=app user=runbook "
+        "options='-c default_transaction_read_only=off -c search_path=public\\\\'"
+    )
+    settings = {"dsn": dsn, "password": PASSWORD}
+    result = postgres.run({**settings, **show}, ExecContext("s", timeout=10))
+    assert result.fields["rows"] == [{"ro": "on"}], result.error
+
+
+def test_values_go_through_params_as_data(pg: PgCluster) -> None:
+    hostile = "x' AS v; COMMIT; CREATE TABLE pwned_param(); SELECT 'y"
+    named = run(pg, {"query": {"sql": "SELECT %(n)s AS v", "params": {"n": hostile}}})
+    assert named.fields["rows"] == [{"v": hostile}]
+    listed = run(pg, {"query": {"sql": "SELECT %s AS v, %s::int AS n", "params": [hostile, 3]}})
+    assert listed.fields["rows"] == [{"v": hostile, "n": 3}]
+    assert not table_exists(pg, "pwned_param")
+
+
+def test_execute_still_writes_one_statement_with_bound_values(pg: PgCluster) -> None:
+    assert run(pg, {"execute": {"sql": "CREATE TABLE IF NOT EXISTS t2(x int, s text)"}}).ok
+    wrote = run(pg, {"execute": {"sql": "INSERT INTO t2 VALUES (%s, %s)", "params": [1, "a'b"]}})
+    assert wrote.fields["status_message"] == "INSERT 0 1"
+    assert pg.psql("SELECT s FROM t2 WHERE x = 1") == "a'b"
+    two = run(pg, {"execute": {"sql": "INSERT INTO t2 VALUES (2, 'b'); DROP TABLE t2"}})
+    assert not two.ok and table_exists(pg, "t2")
+
+
+def test_only_the_built_in_checks_are_guaranteed_side_effect_free() -> None:
+    spec = postgres.SPEC
+    for op in ("ready", "connections", "activity", "replication"):
+        assert spec.is_side_effect_free({"host": "db", op: {}}), op
+    assert not spec.is_side_effect_free({"query": {"sql": "SELECT 1"}})
+    assert not spec.is_side_effect_free({"execute": {"sql": "SELECT 1"}})
+    assert not spec.is_side_effect_free({"host": "db"})
+    assert spec.is_read_only({"query": {"sql": "SELECT 1"}})  # meant to read, not guaranteed

@@ -141,7 +141,7 @@ def test_explicit_marks_are_recorded_and_win_over_phases(
              on_failure: continue}
         """
     )
-    assert run_cli("run", str(rb), "--yes").code == 0
+    assert run_cli("run", str(rb), "--yes").code == 1  # no resolve-phase check passed
     records = read_log(next((tmp_path / "logs").glob("*.jsonl")))
     marks = [
         (r["data"]["mark"], r["data"]["step"]) for r in records if r["type"] == "incident.mark"

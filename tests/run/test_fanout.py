@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from runbook.contract import StepResult
 from runbook.run.fanout import fan_out
 
@@ -81,3 +83,97 @@ def test_min_passing_lets_a_step_pass_with_a_failed_host(run_cli, write_runbook)
     r = run_cli("run", str(path))
     assert r.code == 1
     assert "0/3 hosts passed (need 3)" in r.text
+
+
+def test_serial_batches_are_journalled_before_the_next_batch_starts() -> None:
+    events: list[tuple[str, object]] = []
+
+    def work(host: str) -> StepResult:
+        events.append(("run", host))
+        return StepResult(ok=True, fields={"exit_code": 0})
+
+    fan_out(
+        ["a", "b", "c"],
+        work,
+        serial=1,
+        on_start=lambda hosts: events.append(("start", list(hosts))),
+        on_finish=lambda done: events.append(("finish", [h for h, _ in done])),
+    )
+    assert events == [
+        ("start", ["a"]),
+        ("run", "a"),
+        ("finish", ["a"]),
+        ("start", ["b"]),
+        ("run", "b"),
+        ("finish", ["b"]),
+        ("start", ["c"]),
+        ("run", "c"),
+        ("finish", ["c"]),
+    ]
+
+
+def test_done_hosts_are_not_run_and_are_reported_first() -> None:
+    ran: list[str] = []
+    finished: list[str] = []
+    earlier = StepResult(ok=True, fields={"exit_code": 0}, output="before\n")
+
+    def work(host: str) -> StepResult:
+        ran.append(host)
+        return StepResult(ok=True, fields={"exit_code": 0}, output="now\n")
+
+    result = fan_out(
+        ["a", "b", "c"],
+        work,
+        serial=1,
+        done={"a": earlier},
+        on_finish=lambda done: finished.extend(h for h, _ in done),
+    )
+    assert ran == ["b", "c"] and finished == ["a", "b", "c"]
+    assert result.hosts["a"] is earlier and "a: before" in result.output
+
+
+def test_a_done_host_that_failed_stops_a_serial_rollout() -> None:
+    ran: list[str] = []
+
+    def work(host: str) -> StepResult:
+        ran.append(host)
+        return StepResult(ok=True)
+
+    failed = StepResult(ok=True, fields={"exit_code": 1})
+    result = fan_out(["a", "b"], work, serial=1, done={"a": failed})
+    assert ran == []
+    assert result.hosts["b"].error == "not run: (serial: 1) a failed before the resume"
+
+
+def test_a_host_that_never_started_gets_no_finish() -> None:
+    cancel = threading.Event()
+    finished: list[str] = []
+
+    def work(host: str) -> StepResult:
+        cancel.set()  # the run is stopped while the first host runs
+        return StepResult(ok=True)
+
+    result = fan_out(
+        ["a", "b"],
+        work,
+        concurrency=1,
+        cancel=cancel,
+        on_finish=lambda done: finished.extend(h for h, _ in done),
+    )
+    assert finished == ["a"]
+    assert result.hosts["b"].error == "cancelled before it started"
+
+
+def test_a_log_that_cannot_be_written_starts_no_further_host() -> None:
+    ran: list[str] = []
+
+    def work(host: str) -> StepResult:
+        ran.append(host)
+        return StepResult(ok=True)
+
+    def refuse(done: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        fan_out(["a", "b", "c"], work, serial=1, on_finish=refuse)
+    assert ran == ["a"]

@@ -145,7 +145,7 @@ steps:
     when: "not steps.probe.passed"
     action: {shell: {argv: ['true']}}
   - id: celebrate
-    phase: resolve
+    phase: post-incident  # a skipped resolve-phase check would fail the run (test_verdicts)
     when: "steps.probe.passed"
     check: {shell: {argv: ['true']}}
 """

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +187,77 @@ def test_missing_paramiko_names_the_pip_command(fleet, run_cli, write_runbook, t
     r = run_cli("run", str(path), env={"PYTHONPATH": str(tmp_path / "nopkg")})
     assert r.code == 1
     assert "pip install 'runbook-as-code[ssh]'" in r.text
+
+
+# -- a connection lost mid-command (safety issue 12) ---------------------------------------------
+
+
+def _alive(pattern: str) -> list[int]:
+    """Pids whose command line matches `pattern`, zombies left out (nobody may reap them)."""
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    pids = []
+    for pid in map(int, found.split()):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            pids.append(pid)
+    return pids
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """A process's name and parent pid, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    name, _, rest = stat[stat.index("(") + 1 :].rpartition(")")
+    return name, int(rest.split()[1])
+
+
+def _sshd_serving(pid: int) -> int:
+    """The sshd process whose session runs `pid`: its nearest sshd ancestor."""
+    while pid > 1:
+        pid = _stat(pid)[1]
+        if _stat(pid)[0] in ("sshd", "sshd-session"):
+            return pid
+    raise AssertionError("no sshd ancestor")
+
+
+def test_lost_connection_is_that_hosts_error_and_ends_the_command(fleet) -> None:
+    marker = "302.75"
+    lost, fine = "127.0.0.8", "127.0.0.9"
+    script = f'case "$SSH_CONNECTION" in *" {lost} "*) sleep {marker};; *) echo fine;; esac'
+    box: dict[str, StepResult] = {}
+    worker = threading.Thread(
+        target=lambda: box.setdefault("r", run_shell(fleet, ["sh", "-c", script], [lost, fine]))
+    )
+    worker.start()
+    until = time.monotonic() + 10
+    while not (sleeping := _alive(f"^sleep {marker}")) and time.monotonic() < until:
+        time.sleep(0.02)
+    assert sleeping, "the remote command never started"
+    os.kill(_sshd_serving(sleeping[0]), signal.SIGKILL)
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    result = box["r"]
+    host = result.hosts[lost]
+    assert not host.ok and host.fields.get("exit_code") is None
+    assert (host.error or "").startswith(
+        f"connection to {lost} ({lost}:{fleet.port}) lost during command: EOF; "
+        "its process group (pid "
+    ), host.error
+    assert result.hosts[fine].ok and result.hosts[fine].output == "fine\n"
+    assert result.fields["hosts_ok"] == 1 and result.fields["hosts_failed"] == 1
+    until = time.monotonic() + 5
+    while _alive(f"^sleep {marker}") and time.monotonic() < until:
+        time.sleep(0.05)
+    assert _alive(f"^sleep {marker}") == []
+
+
+def test_a_command_ending_without_exit_status_is_an_error_not_minus_one(fleet) -> None:
+    result = run_shell(fleet, ["sh", "-c", "kill -9 $$"], ["127.0.0.10"])
+    host = result.hosts["127.0.0.10"]
+    assert not host.ok and "exit_code" not in host.fields
+    assert (host.error or "").startswith(
+        f"command on 127.0.0.10 (127.0.0.10:{fleet.port}) ended without an exit status"
+    )
+    assert result.fields["hosts_ok"] == 0

@@ -50,12 +50,15 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}},
 @hookimpl
 def runbook_executors():
     return [ExecutorSpec(name="spy", schema=SCHEMA, plan=plan, run=run, read_only=READ_ONLY,
+                         side_effect_free_when=GUARANTEE,
                          description="records every plan() and run() call")]
 """
 
 
-def spy_source(read_only: bool) -> str:
-    return "READ_ONLY = " + repr(read_only) + "\n" + SPY_SOURCE
+def spy_source(read_only: bool, side_effect_free: bool = False) -> str:
+    """The spy plugin; `side_effect_free` declares every call guaranteed harmless."""
+    guarantee = "lambda config: True" if side_effect_free else "None"
+    return f"READ_ONLY = {read_only!r}\nGUARANTEE = {guarantee}\n" + SPY_SOURCE
 
 
 def logs_in(directory: Path) -> list[Path]:

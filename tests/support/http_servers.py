@@ -10,6 +10,7 @@ is cheap to start, so use one per test, or one per module/session with
         server.route("/flaky", Reply(status=503), Reply(status=200))  # then 200 for ever
         server.route("POST /hook", status=204)
         server.route("/slow", delay=5)
+        server.route("/drip", drip=1.0)  # status line and headers at one byte a second
         ...  # use server.url_for("/health")
         assert server.requests[0].json() == ...
 
@@ -39,13 +40,16 @@ _NO_JSON = object()
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted response. `json` wins over `body`; `delay` sleeps before answering."""
+    """One scripted response. `json` wins over `body`; `delay` sleeps before answering;
+    `drip` sends the status line and headers one byte at a time, `drip` seconds apart
+    (a server that is slow on every read but never silent for long)."""
 
     status: int = 200
     json: Any = _NO_JSON
     body: bytes | str = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0
 
     def payload(self) -> tuple[bytes, dict[str, str]]:
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -64,13 +68,15 @@ def redirect(location: str, status: int = 302) -> Reply:
 
 @dataclass(frozen=True)
 class Received:
-    """A request as the server saw it (header names lower-cased)."""
+    """A request as the server saw it (header names lower-cased; `path` decoded, `raw_path`
+    exactly as sent)."""
 
     method: str
     path: str
     query: str
     headers: Mapping[str, str]
     body: bytes
+    raw_path: str = ""
 
     def json(self) -> Any:
         return jsonlib.loads(self.body)
@@ -161,7 +167,7 @@ def _handler_for(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             headers = {k.lower(): v for k, v in self.headers.items()}
             path = unquote(parts.path)  # routes are written as readable paths
-            received = Received(self.command, path, parts.query, headers, body)
+            received = Received(self.command, path, parts.query, headers, body, parts.path)
             reply = server._record_and_pick(received) or Reply(404, json={"error": "no route"})
             if reply.delay and server.closing.wait(reply.delay):
                 self.close_connection = True
@@ -170,6 +176,9 @@ def _handler_for(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, reply: Reply) -> None:
             payload, headers = reply.payload()
+            if reply.drip:
+                self._drip(reply, payload, headers)
+                return
             self.send_response(reply.status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -177,6 +186,17 @@ def _handler_for(server: LocalHTTPServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
+
+        def _drip(self, reply: Reply, payload: bytes, headers: dict[str, str]) -> None:
+            lines = [f"HTTP/1.1 {reply.status} {self.responses[reply.status][0]}"]
+            lines += [f"{name}: {value}" for name, value in headers.items()]
+            lines += [f"content-length: {len(payload)}", "", ""]
+            for byte in "\r\n".join(lines).encode():
+                self.wfile.write(bytes([byte]))
+                if server.closing.wait(reply.drip):
+                    self.close_connection = True
+                    return
+            self.wfile.write(payload)
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve
 

@@ -20,12 +20,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runbook import ExecContext, ExecutorSpec, PlanContext, PlannedCall, StepResult, hookimpl
+from runbook.contract import (
+    ExecContext,
+    ExecutorSpec,
+    PlanContext,
+    PlannedCall,
+    StepResult,
+    hookimpl,
+    prop,
+)
 
-# Values may also be one `{{ ... }}` template that renders to the right type
-# (`port: "{{ params.port }}"`); the runner renders it before plan() and run().
-_TEMPLATE = {"type": "string", "pattern": r"\{\{.*\}\}"}
-
+# `runbook.contract` is the whole plugin contract; import nothing else from runbook.
+# `prop()` describes a key; an integer or number may also be one `{{ ... }}` template
+# (`port: "{{ params.port }}"`), which the runner renders before plan() and run().
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "tcp_port",
@@ -34,20 +41,16 @@ SCHEMA: dict[str, Any] = {
     "required": ["host", "port"],
     "additionalProperties": False,
     "properties": {
-        "host": {
-            "type": "string",
-            "minLength": 1,
-            "description": "Host name or IP address to connect to.",
-        },
-        "port": {
-            "anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, _TEMPLATE],
-            "description": "TCP port, 1-65535.",
-        },
+        "host": prop("string", "Host name or IP address to connect to.", minLength=1),
+        "port": prop("integer", "TCP port, 1-65535.", minimum=1, maximum=65535),
         "timeout": {
-            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, _TEMPLATE],
+            **prop(
+                "number",
+                "Seconds allowed for the connection; the step's own timeout "
+                "still applies when it is shorter.",
+                exclusiveMinimum=0,
+            ),
             "default": 3,
-            "description": "Seconds allowed for the connection; the step's own timeout "
-            "still applies when it is shorter.",
         },
     },
 }
@@ -102,6 +105,11 @@ def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     return StepResult(ok=True, fields=fields, output=summary, elapsed=elapsed, call=call)
 
 
+def connect_only(config: Mapping[str, Any]) -> bool:
+    """Every call: a TCP connect, closed at once without sending a byte."""
+    return True
+
+
 @hookimpl
 def runbook_executors() -> list[ExecutorSpec]:
     return [
@@ -110,7 +118,8 @@ def runbook_executors() -> list[ExecutorSpec]:
             schema=SCHEMA,
             plan=plan,
             run=run,
-            read_only=True,  # connecting changes nothing, so a dry-run may run it
+            read_only=True,  # a check
+            side_effect_free_when=connect_only,  # guaranteed harmless: a dry-run may run it
             default_expect=("open",),
             description="Check that a TCP port on a host accepts connections (like nc -z).",
             result_fields=RESULT_FIELDS,
