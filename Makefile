@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,14 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check runbook plugins demo tests bench
+	$(VENV)/bin/ruff check runbook plugins demo tests bench tools
 	$(VENV)/bin/mypy
+
+# Mutation testing of the safety code (tools/mutation.toml): slow (about an hour on two
+# cores), so not part of `make test`; run it before changing a safety module's tests.
+mutate: $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[mutate]'
+	$(VENV)/bin/python tools/mutate.py
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run_all.py

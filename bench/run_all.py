@@ -10,6 +10,7 @@ BENCHES = (
     "bench_plan.py",
     "bench_validate_scale.py",
     "bench_verify.py",
+    "bench_step_overhead.py",
     "bench_platforms.py",
 )
 for name in BENCHES:

@@ -120,7 +120,10 @@ SCHEMA: Mapping[str, Any] = {
 }
 
 RESULT_FIELDS: Mapping[str, str] = {
-    "status": "HTTP status code (int)",
+    "status_code": "HTTP status code (int), the same in `expect`, `when` and later steps "
+    "(`steps.ID.status_code`)",
+    "status": "the HTTP status code too, for `expect` only: in `steps.ID` and `register: "
+    "{x: ''}` `status` is the step's outcome (passed, failed...), so read `status_code` there",
     "reason": "reason phrase, e.g. 'Service Unavailable'",
     "headers": "response headers, lower-case names (repeated headers joined with ', ')",
     "json": "the body parsed as JSON, or None when it is not JSON",
@@ -430,10 +433,11 @@ def _fields(
     except LookupError:  # a charset Python does not know
         text = body.decode("utf-8", errors="replace")
     return {
+        "status_code": response.status_code,
         "status": response.status_code,
         "reason": response.reason_phrase,
         "headers": {name.lower(): value for name, value in response.headers.items()},
-        "json": None if truncated else _parse_json(body),
+        "json": None if truncated else _json_or_none(body),
         "text": text,
         "url": str(response.url),
         "elapsed": elapsed,
@@ -441,11 +445,24 @@ def _fields(
     }
 
 
-def _parse_json(body: bytes) -> Any:
-    if not body.strip():
-        return None
+def parse_json(data: bytes | str) -> Any:
+    """The one way a result's `json` field is made from text (an HTTP body here, a shell
+    command's stdout with `parse: json`). Raises ValueError with a one-line reason
+    (`Expecting value: line 1 column 1 (char 0)`) when `data` is not one JSON document."""
+    if not data.strip():
+        raise ValueError("empty, no JSON document")
     try:
-        return json.loads(body)
+        return json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+
+
+def _json_or_none(body: bytes) -> Any:
+    """An HTTP body's `json`: None when it is not JSON (an HTML error page is an answer)."""
+    try:
+        return parse_json(body)
     except ValueError:
         return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runbook.contract import CommandOutcome, Connection, Host, TransportSpec, hookimpl
@@ -32,6 +32,7 @@ class LocalConnection:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         max_output: int = 1024 * 1024,
+        on_stdout: Callable[[bytes], None] | None = None,
     ) -> CommandOutcome:
         """Raises OSError when the program cannot be started (not found, not executable)."""
         from .process import run_process
@@ -44,6 +45,7 @@ class LocalConnection:
             timeout=timeout,
             cancel=cancel,
             max_output=max_output,
+            on_stdout=on_stdout,
         )
         return CommandOutcome(
             exit_code=outcome.exit_code,

@@ -6,6 +6,12 @@ A notification is a courtesy, not part of the fix: a chat outage must not stop
 a mitigation, so delivery failures are recorded in the fields and the step
 still passes, unless the runbook says `fail_on_error: true`. Webhook URLs
 carry their credential in the path, so error messages show only scheme and host.
+
+A notify step runs inside the run, so its message cannot carry the incident log's
+final hash: the step's own records, and the run's end, are written after it is sent.
+The anchor for the whole log is the run-finished notification (the `notify-observer`
+plugin, `RUNBOOK_NOTIFY_WEBHOOK`), sent once the final record is durable, and the
+final hash `runbook run` prints.
 """
 
 from __future__ import annotations

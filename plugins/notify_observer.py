@@ -1,4 +1,5 @@
-"""Post the seeds' Initial Alert, Status Update and Resolved messages as a run unfolds.
+"""Post the seeds' Initial Alert, Status Update and Resolved messages as a run unfolds,
+and a Run Finished message carrying the log's final hash once the log is complete.
 
 Stakeholders should hear about an incident when the runbook learns something,
 not when a responder finds time to type. This observer (`runbook_step_finished`)
@@ -13,11 +14,20 @@ Each message states severity, impact, status and when the next update is due
 every 15m unless the operator's SLA file says otherwise), and the incident log's
 chain head at that moment: a copy of its seq and sha256 kept by the chat or the
 pager pins the log up to there (`runbook log verify LOG --expect SEQ:HASH`).
+
+When the run ends (`runbook_run_finished`: after its final record is durable,
+whether it finished, aborted, hit its deadline or was stopped by a signal) it
+sends Run Finished: the verdict, the log's path, its final hash, and whether a key
+signed it (with the key's fingerprint): the anchor for the whole log, kept where
+whoever can edit the log cannot reach (`runbook log verify LOG [--key FP] --expect
+HASH`). A `notify` step inside the run cannot carry that hash: records follow it.
+
 Configure with `RUNBOOK_NOTIFY_WEBHOOK` (a Slack-compatible incoming webhook;
 its URL is a credential, never printed: errors name only scheme and host)
 and/or `RUNBOOK_NOTIFY_STDOUT=1` (one JSON line per message on stdout, safe
 alongside `--format json`). Dry-runs send nothing. A delivery failure is
-raised, which the runner records as `observer.error` without failing the run.
+raised: the runner records a step message's as `observer.error` without failing
+the run, and shows Run Finished's on the console (the log is closed by then).
 """
 
 from __future__ import annotations
@@ -30,7 +40,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runbook.contract import StepEvent, StepStatus, format_duration, hookimpl, update_cadence
+from runbook.contract import (
+    RunEvent,
+    StepEvent,
+    StepStatus,
+    format_duration,
+    hookimpl,
+    update_cadence,
+)
 
 WEBHOOK_ENV = "RUNBOOK_NOTIFY_WEBHOOK"
 STDOUT_ENV = "RUNBOOK_NOTIFY_STDOUT"
@@ -123,6 +140,52 @@ def payload(kind: str, event: StepEvent, now: datetime) -> dict[str, Any]:
     }
 
 
+def finished_message(event: RunEvent) -> str:
+    """Run Finished: the verdict and the anchor (final hash, signer) for the whole log."""
+    key = f" --key {event.signer}" if event.signer else ""
+    signed = (
+        f"Signed: yes, key {event.signer}"
+        if event.signed
+        else "Signed: no (integrity only, not authenticity: this hash is what pins the log)"
+    )
+    verdict = f"{event.status} (exit {event.exit_code})" + (
+        f": {event.reason}" if event.reason else ""
+    )
+    return "\n".join(
+        [
+            f"\U0001f3c1 RUN FINISHED: {event.title}",
+            f"Severity: {event.severity}",
+            f"Verdict: {verdict}",
+            f"Run: {event.run_id} ({event.runbook})",
+            f"Log: {event.log_path}",
+            f"Log head: seq {event.log_seq} sha256 {event.final_hash} (final hash)",
+            signed,
+            f"Verify: runbook log verify {event.log_path}{key} --expect {event.final_hash}",
+        ]
+    )
+
+
+def finished_payload(event: RunEvent) -> dict[str, Any]:
+    """Slack-compatible body of Run Finished: `text`, plus the anchor's fields for bots."""
+    return {
+        "text": finished_message(event),
+        "runbook_notification": {
+            "kind": "finished",
+            "severity": event.severity,
+            "verdict": event.status,
+            "exit_code": event.exit_code,
+            "run_id": event.run_id,
+            "runbook": event.runbook,
+            "log_path": event.log_path,
+            "log_seq": event.log_seq,
+            "log_sha256": event.final_hash,
+            "final_hash": event.final_hash,
+            "signed": event.signed,
+            "signer": event.signer or None,
+        },
+    }
+
+
 def _redacted(url: str) -> str:
     from urllib.parse import urlsplit
 
@@ -170,12 +233,27 @@ class NotifyObserver:
             if kind is None or kind in sent:
                 return
             sent.add(kind)
-        body = payload(kind, event, datetime.now(UTC))
-        if to_stdout:
-            sys.stdout.write(json.dumps({"notification": body}, ensure_ascii=False) + "\n")
-            sys.stdout.flush()
-        if webhook:
-            post(webhook, body)
+        _send(payload(kind, event, datetime.now(UTC)), webhook, to_stdout)
+
+    @hookimpl
+    def runbook_run_finished(self, event: RunEvent) -> None:
+        """Send Run Finished, with the log's final hash, if configured."""
+        webhook = os.environ.get(WEBHOOK_ENV, "")
+        to_stdout = os.environ.get(STDOUT_ENV) == "1"
+        with self._lock:
+            self._sent.pop(event.run_id, None)  # the run is over: forget it
+        if event.dry_run or not (webhook or to_stdout):
+            return
+        _send(finished_payload(event), webhook, to_stdout)
+
+
+def _send(body: Mapping[str, Any], webhook: str, to_stdout: bool) -> None:
+    """To every configured channel: a JSON line on stdout, then the webhook."""
+    if to_stdout:
+        sys.stdout.write(json.dumps({"notification": body}, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    if webhook:
+        post(webhook, body)
 
 
 observer = NotifyObserver()

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Literal
 
@@ -66,6 +66,22 @@ class BoundedBuffer:
         return text
 
 
+class StreamedBuffer(BoundedBuffer):
+    """Hands every chunk to `sink` as it arrives and keeps none of it (its text is empty).
+
+    For a caller that reads a stream whatever its size (journald counting every
+    entry): the sink sees all the bytes, memory holds none of them.
+    """
+
+    def __init__(self, sink: Callable[[bytes], None]) -> None:
+        super().__init__(0)
+        self._sink = sink
+
+    def feed(self, chunk: bytes) -> None:
+        if chunk:
+            self._sink(chunk)
+
+
 @dataclass(frozen=True)
 class ProcessOutcome:
     """How a command ended and what it wrote, whatever the reason it ended."""
@@ -81,8 +97,14 @@ class ProcessOutcome:
 class _Pump:
     """Moves bytes between us and the child's pipes without ever blocking on one."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], stdin: bytes | None, limit: int) -> None:
-        self.stdout = BoundedBuffer(limit)
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        stdin: bytes | None,
+        limit: int,
+        on_stdout: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.stdout = BoundedBuffer(limit) if on_stdout is None else StreamedBuffer(on_stdout)
         self.stderr = BoundedBuffer(limit)
         self._selector = selectors.DefaultSelector()
         self._pending = memoryview(stdin or b"")
@@ -145,10 +167,12 @@ def run_process(
     timeout: float | None = None,
     cancel: threading.Event | None = None,
     max_output: int = 1024 * 1024,
+    on_stdout: Callable[[bytes], None] | None = None,
 ) -> ProcessOutcome:
     """Start `argv` in its own process group and wait for it, its timeout, or `cancel`.
 
     Raises OSError (FileNotFoundError, PermissionError, ...) when it cannot start.
+    With `on_stdout`, stdout goes to it as it is read instead of being kept.
     Without `stdin` the child reads /dev/null, so a command that unexpectedly
     reads its input cannot steal the operator's keystrokes or hang the run.
     """
@@ -163,7 +187,7 @@ def run_process(
         cwd=cwd,
         start_new_session=True,
     )
-    pump = _Pump(proc, stdin, max_output)
+    pump = _Pump(proc, stdin, max_output, on_stdout)
     stopped: StopReason = "timeout"
     try:
         deadline = start + timeout if timeout is not None else None

@@ -5,17 +5,25 @@ or a second command; a `command` string runs under `/bin/sh -c` and the runner
 shell-quotes every value rendered into it (`shell_fields`). The command gets
 its own process group so a timeout or Ctrl-C stops everything it started, and
 its output is bounded so a chatty command cannot exhaust memory or the log.
+With `parse: json` its stdout becomes the result's `json` (parsed as the http
+executor parses a body), so `expect`, `when` and later steps read fields of it;
+without it, output stays text: a command that happens to print `1` or `null`
+is not silently turned into data.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from runbook.contract import (
+    Connection,
     ExecContext,
     ExecutorSpec,
+    Host,
     PlanContext,
     PlannedCall,
     StepResult,
@@ -26,6 +34,8 @@ from runbook.contract import (
 
 SHELL = ("/bin/sh", "-c")
 DEFAULT_MAX_OUTPUT = 1024 * 1024
+# The note a bounded stream ends with (plugins/process.py): the output was cut.
+TRUNCATED = re.compile(r"\n\[\.\.\. truncated \d+ bytes \(kept the first \d+\) \.\.\.\]$")
 
 SCHEMA: Mapping[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -67,6 +77,14 @@ SCHEMA: Mapping[str, Any] = {
             "command reads nothing (/dev/null).",
             "type": "string",
         },
+        "parse": {
+            "description": "`json`: parse stdout as one JSON document into the result's "
+            '`json` (e.g. `expect: ["json.active == 0"]`, `steps.ID.json.items`). After '
+            "exit status 0, stdout that is not JSON is an error saying why; after another "
+            "status `json` is None and the exit status is judged as usual. Without it `json` "
+            "is None.",
+            "enum": ["json"],
+        },
         "max_output": {
             "description": "Bytes of stdout and of stderr kept (each); the rest is "
             "dropped and a note says how much. Default 1 MiB.",
@@ -85,6 +103,7 @@ RESULT_FIELDS: Mapping[str, str] = {
     "stderr": "standard error, decoded and bounded like stdout",
     "pid": "process id of the command (also its process group id)",
     "elapsed": "seconds from start to exit, monotonic clock",
+    "json": "with `parse: json`, stdout parsed as JSON (None without it)",
 }
 
 
@@ -103,7 +122,7 @@ def _call(config: Mapping[str, Any]) -> dict[str, Any]:
         call = {"command": str(config["command"]), "shell": list(SHELL)}
     if "env" in config:
         call["env"] = dict(config["env"])
-    for key in ("cwd", "stdin", "target"):
+    for key in ("cwd", "stdin", "target", "parse"):
         if key in config:
             call[key] = config[key]
     return call
@@ -127,10 +146,9 @@ def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
     argv = _argv(config)
     stdin = config["stdin"].encode("utf-8") if "stdin" in config else None
     max_output = int(config.get("max_output", DEFAULT_MAX_OUTPUT))
-    return on_target(
-        ctx,
-        config.get("target"),
-        lambda conn, host: run_command(
+
+    def on_host(conn: Connection, host: Host) -> StepResult:
+        result = run_command(
             conn,
             argv,
             ctx,
@@ -139,8 +157,32 @@ def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
             env=config.get("env"),
             cwd=config.get("cwd"),
             max_output=max_output,
-        ),
-    )
+        )
+        return with_json(result, max_output) if config.get("parse") == "json" else result
+
+    return on_target(ctx, config.get("target"), on_host)
+
+
+def with_json(result: StepResult, max_output: int) -> StepResult:
+    """`result` with stdout parsed into `json`; an error when exit 0 printed no JSON."""
+    from .http import parse_json
+
+    if not result.ok:
+        return result
+    stdout = str(result.fields.get("stdout", ""))
+    try:
+        return replace(result, fields={**result.fields, "json": parse_json(stdout)})
+    except ValueError as exc:
+        if result.fields.get("exit_code") != 0:  # the exit status says what went wrong
+            return replace(result, fields={**result.fields, "json": None})
+        if TRUNCATED.search(stdout):
+            why = f"it was cut at max_output ({max_output} bytes); raise `max_output`"
+        elif stdout.strip():
+            why = f"{exc}; it begins {stdout.strip()[:60]!r}"
+        else:
+            why = str(exc)
+        error = f"stdout is not JSON (`parse: json`): {why}"
+        return replace(result, ok=False, error=error, fields={**result.fields, "json": None})
 
 
 SPEC = ExecutorSpec(

@@ -4,8 +4,13 @@ Written once on top of a transport, so a unit is checked the same way on this
 machine, on one host over SSH, or across a fleet. Every operation ends with
 `systemctl show -p ...` (parsed, because not every systemctl has `show
 --value`), so `expect: ["active_state == 'active'"]` reads the unit's state
-after the operation, whatever it was. Mutating operations are actions; their
-plan is the exact argv, `sudo -n` included, which never waits for a password.
+after the operation, whatever it was. The verdict of a read (`healthy`) is
+computed here from each unit's ActiveState (or UnitFileState), never taken from
+systemctl's exit code: with several units `systemctl is-active` exits 0 when
+*any* is active, `systemctl status` only when *all* are, and compatible tools
+differ again. Which of the two a step wants is `require: all` (the default) or
+`require: any`. Mutating operations are actions; their plan is the exact argv,
+`sudo -n` included, which never waits for a password.
 """
 
 from __future__ import annotations
@@ -33,6 +38,20 @@ OPS = READ_OPS + WRITE_OPS
 PROPERTIES = "Id,LoadState,ActiveState,SubState,MainPID,ActiveEnterTimestamp,UnitFileState"
 UNIT_NAME = re.compile(r"^[A-Za-z0-9@_][A-Za-z0-9@:._\\-]*$")
 
+UP_STATES = frozenset({"active", "reloading", "refreshing"})
+"""ActiveStates in which a unit is up: those `systemctl is-active` answers 0 for
+(systemctl-is-active.c). activating, deactivating, inactive, failed and
+maintenance are not up; a service waiting to be restarted after a crash is
+`activating`. The table with what each state means is in docs/peers.md."""
+
+ENABLED_STATES = frozenset(
+    {"enabled", "enabled-runtime", "alias", "static", "indirect", "generated", "transient"}
+)
+"""UnitFileStates `systemctl is-enabled` answers 0 for (systemctl(1), "is-enabled
+output"); linked, linked-runtime, masked, masked-runtime, disabled and bad are not."""
+
+REQUIRE = ("all", "any")
+
 SCHEMA: Mapping[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "systemd",
@@ -43,6 +62,15 @@ SCHEMA: Mapping[str, Any] = {
         **{
             op: {**ONE_OR_MORE_STRINGS, "description": f"Unit(s) to {op.replace('_', '-')}."}
             for op in OPS
+        },
+        "require": {
+            "enum": list(REQUIRE),
+            "default": "all",
+            "description": "With several units, whether `healthy` (the default expectation) "
+            "needs every unit up (`all`, as `systemctl status` judges) or at least one "
+            "(`any`, as the exit code of `systemctl is-active`/`is-enabled` does). Up: "
+            "ActiveState active, reloading or refreshing; for `is_enabled`, an enabled "
+            "UnitFileState. Only for status, is_active and is_enabled. Default: `all`.",
         },
         "target": {"type": "string", "minLength": 1, "description": "Target to run on."},
         "sudo": {
@@ -59,19 +87,32 @@ SCHEMA: Mapping[str, Any] = {
         },
     },
     "oneOf": [{"required": [op]} for op in OPS],
+    "if": {"required": ["require"]},
+    "then": {
+        "anyOf": [{"required": [op]} for op in READ_OPS],
+        "errorMessage": "`require` judges reads: use it with status, is_active or "
+        "is_enabled, not with start/stop/restart/reload",
+    },
     "additionalProperties": False,
 }
 
 RESULT_FIELDS: Mapping[str, str] = {
-    "active_state": "ActiveState of the unit (the first not active one when several)",
-    "sub_state": "SubState (running, dead, exited, ...)",
+    "healthy": "the verdict (the default expectation): for status and is_active, every unit "
+    "up (ActiveState active, reloading or refreshing) or, with `require: any`, at least one; "
+    "for is_enabled the same over enabled UnitFileStates; for start/stop/restart/reload, "
+    "systemctl exited 0",
+    "active_state": "ActiveState of the unit (of the first one failing the operation's test "
+    "when several, else the first)",
+    "sub_state": "SubState (running, dead, exited, reload, auto-restart, ...)",
     "main_pid": "MainPID as an int (0 when none)",
     "since": "ActiveEnterTimestamp as systemctl printed it (None if unknown)",
-    "load_state": "LoadState (loaded, not-found, ...)",
-    "unit_file_state": "UnitFileState (enabled, disabled, static, ...)",
-    "all_active": "whether every unit is active",
-    "units": "per unit: the same fields, keyed by unit name",
-    "exit_code": "exit status of the operation's systemctl command",
+    "load_state": "LoadState (loaded, masked, ...; a not-found unit is an error)",
+    "unit_file_state": "UnitFileState (enabled, disabled, static, masked, ...)",
+    "all_active": "whether every unit is up (active, reloading or refreshing)",
+    "any_active": "whether at least one unit is up (the rule of systemctl is-active's exit code)",
+    "units": "per unit: the same fields plus `up` and `enabled` (booleans), keyed by unit name",
+    "exit_code": "exit status of the operation's systemctl command, as that systemctl chose it "
+    "(not the verdict: see healthy)",
     "stdout": "its standard output (status text for `status`)",
     "stderr": "its standard error",
 }
@@ -104,7 +145,8 @@ def read_only(config: Mapping[str, Any]) -> bool:
 
 
 def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
-    return planned_command(op_argv(config), config, then=show_argv(config))
+    extra = {"require": config["require"]} if "require" in config else {}
+    return planned_command(op_argv(config), config, then=show_argv(config), **extra)
 
 
 def parse_show(text: str) -> list[dict[str, Any]]:
@@ -124,15 +166,28 @@ def parse_show(text: str) -> list[dict[str, Any]]:
 
 def _unit_fields(props: Mapping[str, str]) -> dict[str, Any]:
     pid = props.get("MainPID", "")
+    active_state = props.get("ActiveState", "unknown")
+    unit_file_state = props.get("UnitFileState", "")
     return {
         "id": props.get("Id", ""),
-        "active_state": props.get("ActiveState", "unknown"),
+        "active_state": active_state,
         "sub_state": props.get("SubState", ""),
         "main_pid": int(pid) if pid.isdigit() else 0,
         "since": props.get("ActiveEnterTimestamp") or None,
         "load_state": props.get("LoadState", ""),
-        "unit_file_state": props.get("UnitFileState", ""),
+        "unit_file_state": unit_file_state,
+        "up": active_state in UP_STATES,
+        "enabled": unit_file_state in ENABLED_STATES,
     }
+
+
+def verdict(op: str, units: Mapping[str, Mapping[str, Any]], require: str, exit_code: int) -> bool:
+    """`healthy`: the units' own states judged by `require`, or a write's exit status."""
+    if op in WRITE_OPS:
+        return exit_code == 0
+    key = "enabled" if op == "is_enabled" else "up"
+    judge = any if require == "any" else all
+    return judge(bool(u[key]) for u in units.values())
 
 
 def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> StepResult:
@@ -143,7 +198,7 @@ def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> Step
     shown = run_command(conn, show_argv(config), ctx, call=call, program_required=True)
     if not shown.ok:
         return shown
-    _op, names = _operation(config)
+    op, names = _operation(config)
     where = f" on {conn.host.name}" if conn.host.name != "localhost" else ""
     if shown.fields.get("exit_code") and not str(shown.fields.get("stdout", "")).strip():
         # `systemctl show` printed nothing and failed: systemd itself is not reachable
@@ -152,15 +207,20 @@ def _host_result(config: Mapping[str, Any], ctx: ExecContext, conn: Any) -> Step
         return StepResult.failure(f"systemctl failed{where}: {reason[0]}", call=call)
     units = dict(zip(names, parse_show(str(shown.fields["stdout"])), strict=False))
     missing = [n for n, u in units.items() if u["load_state"] == "not-found"]
-    if missing or len(units) < len(names):
+    if missing or len(units) < len(set(names)):
         gone = missing or names[len(units) :]
         return StepResult.failure(f"unit not found{where}: {', '.join(gone)}", call=call)
-    worst = next((u for u in units.values() if u["active_state"] != "active"), None)
+    test = "enabled" if op == "is_enabled" else "up"
+    worst = next((u for u in units.values() if not u[test]), None)
     head = worst or next(iter(units.values()))
+    exit_code = int(op_result.fields.get("exit_code", 0))
+    require = str(config.get("require", "all"))
     fields = {
         **dict(op_result.fields),
-        **{k: v for k, v in head.items() if k != "id"},
-        "all_active": worst is None,
+        **{k: v for k, v in head.items() if k not in ("id", "up", "enabled")},
+        "healthy": verdict(op, units, require, exit_code),
+        "all_active": all(u["up"] for u in units.values()),
+        "any_active": any(u["up"] for u in units.values()),
         "units": units,
     }
     return StepResult(ok=True, fields=fields, output=op_result.output, call=call)
@@ -193,9 +253,10 @@ SPEC = ExecutorSpec(
     read_only=False,
     read_only_when=read_only,
     side_effect_free_when=side_effect_free,
-    default_expect=("exit_code == 0",),
+    default_expect=("healthy",),
     description="Status, is-active, is-enabled, start/stop/restart/reload of systemd units, "
-    "here or over a target's transport; fields parsed from `systemctl show -p`.",
+    "here or over a target's transport; fields parsed from `systemctl show -p`, the verdict "
+    "computed from each unit's state (`require: all` or `any`), not from systemctl's exit code.",
     result_fields=RESULT_FIELDS,
 )
 

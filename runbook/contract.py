@@ -56,6 +56,7 @@ __all__ = [
     "PlannedCall",
     "RecordType",
     "ReportFormat",
+    "RunEvent",
     "RunbookError",
     "StepEvent",
     "StepResult",
@@ -286,17 +287,57 @@ class StepEvent:
 
 
 @dataclass(frozen=True)
+class RunEvent:
+    """What observers (`runbook_run_finished`) learn about a run once its log is complete.
+
+    Sent after the log's final record (`run.finished`, or `run.interrupted` after a
+    signal) is durable, whatever ended the run: its end, an abort, the deadline, a
+    signal. `final_hash` is that record's sha256, the same hash `runbook run` prints:
+    kept outside the file (a chat, a pager, a ticket), it anchors the whole log
+    (`runbook log verify LOG --expect HASH`). `signer` is the `SHA256:...` fingerprint
+    of the key that signed the log, empty when unsigned. Values are already masked.
+    """
+
+    run_id: str
+    runbook: str
+    title: str
+    severity: str
+    status: str
+    """The run's verdict: a `StepStatus` (`passed`, `failed`, `interrupted`, ...)."""
+    exit_code: int
+    reason: str
+    log_path: str
+    log_seq: int
+    """seq of the log's final record."""
+    final_hash: str
+    """sha256 of the log's final record: the anchor."""
+    signer: str = ""
+    dry_run: bool = False
+    counts: Mapping[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def signed(self) -> bool:
+        """Whether a key signed the log (then `log verify --key SIGNER` checks who wrote it)."""
+        return bool(self.signer)
+
+
+@dataclass(frozen=True)
 class ReportFormat:
     """A report renderer contributed through `runbook_report_formats`.
 
     `render(records)` receives the verified incident-log records (dicts, in
     order) and returns the report text; it must be a pure function of them.
+    `render_incident`, when given, renders the `runbook.report.Incident` instead:
+    `runbook report` then builds that bounded model while it reads the log once,
+    so the format keeps to bounded memory on a log of any length.
     """
 
     name: str
     extension: str
     description: str
     render: Callable[[list[dict[str, Any]]], str]
+    render_incident: Callable[[Any], str] | None = None
 
 
 def builtin_report_formats() -> list[ReportFormat]:
@@ -376,9 +417,14 @@ class Connection(Protocol):
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         max_output: int = 1024 * 1024,
+        on_stdout: Callable[[bytes], None] | None = None,
     ) -> CommandOutcome:
         """Run argv (never through a shell a value could escape) and wait for it.
 
+        Output is kept up to `max_output` bytes per stream. With `on_stdout`,
+        stdout is instead handed to it chunk by chunk as it arrives, whatever
+        its size, and not kept (`CommandOutcome.stdout` is empty); the
+        keyword is passed only by callers that need it (journald).
         Raises OSError when the program cannot be started, TransportError when
         the connection broke.
         """
@@ -403,6 +449,12 @@ class TransportSpec:
       file), returned as messages; they stop the run with exit 2.
     - `remote`: False for a transport that runs here (local), which needs no
       host list: a target without `hosts` runs once, on `localhost`.
+    - `connect_for_run()`: optional; called once per run, before the first step
+      on this transport fans out, and the function it returns connects every
+      host of that run in place of `connect`. It lets a transport import its SDK
+      once and share what is worth parsing only once (ssh: known_hosts) across
+      the run's hosts; what it holds is dropped with the run. When it raises
+      (a missing extra), each host's connect raises it again as that host's error.
     """
 
     name: str
@@ -410,6 +462,7 @@ class TransportSpec:
     description: str = ""
     check: Callable[[Mapping[str, Any]], list[str]] | None = None
     remote: bool = True
+    connect_for_run: Callable[[], ConnectFn] | None = None
 
 
 HostWork = Callable[[Connection, Host], StepResult]
@@ -442,6 +495,7 @@ def run_command(
     cwd: str | None = None,
     max_output: int = 1024 * 1024,
     program_required: bool = False,
+    on_stdout: Callable[[bytes], None] | None = None,
 ) -> StepResult:
     """Run argv on a connection and shape the one result every command executor returns.
 
@@ -450,6 +504,7 @@ def run_command(
     reason naming the host; any other exit status is for `expect` to judge.
     With `program_required`, a remote shell's 127 "not found" is an error too
     (systemctl/journalctl missing); the shell executor leaves 127 to `expect`.
+    `on_stdout` streams stdout instead of keeping it (see `Connection.run`).
     """
     where = f" on {conn.host.name}" if conn.host.name != "localhost" else ""
     try:
@@ -461,6 +516,7 @@ def run_command(
             env=env,
             cwd=cwd,
             max_output=max_output,
+            **({} if on_stdout is None else {"on_stdout": on_stdout}),
         )
     except FileNotFoundError as exc:
         if cwd is not None and exc.filename == cwd:

@@ -7,19 +7,15 @@ the run options, and run with a fresh incident log. Every caller goes through
 it, so `--only typo` is refused with the same error whether it came from the
 command line, a script or a scenario test. Heavy modules (pluggy, YAML,
 jsonschema, the runner) are imported when a session first needs them, never by
-`runbook --help`.
+`runbook --help`, and a plugin when one of its executors is first looked up.
 """
 
 from __future__ import annotations
 
 import os
-import platform
-import socket
 import sys
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,9 +84,12 @@ class Session:
         return self._registry
 
     @property
-    def executors(self) -> dict[str, ExecutorSpec]:
-        """Executor specs by name; raises DuplicateExecutor when two plugins claim one."""
-        return {name: entry.spec for name, entry in self.registry.executors().items()}
+    def executors(self) -> Mapping[str, ExecutorSpec]:
+        """Executor specs by name; raises DuplicateExecutor when two plugins claim one.
+
+        A plugin is imported when one of its executors is first looked up, so loading a
+        runbook imports only the plugins it names."""
+        return self.registry.executor_specs()
 
     # -- loading ---------------------------------------------------------------------
     def load(self, name_or_path: str | Path) -> Runbook:
@@ -199,6 +198,8 @@ class Session:
         `console`/`io` say otherwise: nothing is shown, and a confirmation that `options`
         does not answer (`yes`, `answers`) is declined. Returns once the log is closed.
         """
+        import uuid
+
         from runbook.log.journal import JournalWriter
         from runbook.log.signing import load_signer
         from runbook.run.connections import check_targets
@@ -250,6 +251,10 @@ class Session:
         extra: Mapping[str, Any],
     ) -> dict[str, Any]:
         """The first record of every incident log (DESIGN.md: Incident log)."""
+        import platform
+        import socket
+        from datetime import UTC, datetime
+
         from runbook import __version__
         from runbook.run.operator import os_identity
 

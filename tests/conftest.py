@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from support.cli import CliResult, RunCli
 
-# Session fixtures for the platform executors (Kubernetes double, moto_server, PostgreSQL).
-pytest_plugins = ["support.platform_fixtures"]
+# Session fixtures for the platform executors (Kubernetes double, moto_server, PostgreSQL)
+# and a real Prometheus scraping the demo service.
+pytest_plugins = ["support.platform_fixtures", "support.prometheus"]
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ CONTRACT_SURFACE = [
     "compile_pattern",
     # observers and reports
     "StepEvent",
+    "RunEvent",
     "ReportFormat",
     "RecordType",
     "StepStatus",

@@ -61,36 +61,70 @@ def _setting(config: Mapping[str, Any], ctx: ExecContext, key: str) -> str | Non
     return str(value) if value else None
 
 
-def kubeconfig_path(explicit: str | None) -> Path | None:
-    """The kubeconfig to read, or None when in-cluster config should be used."""
+def kubeconfig_files(explicit: str | None) -> tuple[Path, ...]:
+    """The kubeconfig files to merge, in precedence order; () means in-cluster config.
+
+    kubectl's loading rules: an explicit file; else every existing file of KUBECONFIG
+    (path-separated, missing ones skipped, ~/.kube/config NOT consulted when KUBECONFIG is
+    set); else ~/.kube/config; else in-cluster config when running in a pod.
+    """
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ClusterError(f"kubeconfig not found: {path}")
-        return path
-    for candidate in filter(None, os.environ.get("KUBECONFIG", "").split(os.pathsep)):
-        if Path(candidate).expanduser().is_file():
-            return Path(candidate).expanduser()
-    default = Path("~/.kube/config").expanduser()
-    if default.is_file():
-        return default
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return None
+        return (path,)
+    listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    candidates = [Path(p).expanduser() for p in listed] or [Path("~/.kube/config").expanduser()]
+    found: list[Path] = []
+    for path in candidates:
+        if path.is_file() and path not in found:
+            found.append(path)
+    if found or os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return tuple(found)
+    if listed:
+        raise ClusterError(
+            "no kubeconfig: none of the files in KUBECONFIG exist "
+            f"({os.pathsep.join(listed)}), and in-cluster config is not available here"
+        )
     raise ClusterError(
         "no kubeconfig: set `kubeconfig` on the step or target, or KUBECONFIG, "
         "or create ~/.kube/config (in-cluster config is not available here either)"
     )
 
 
+def merged_kubeconfig(paths: tuple[Path, ...]) -> dict[str, Any]:
+    """The files merged as kubectl merges them: the first file to define a cluster, context
+    or user by name wins, and so does the first `current-context` that is set."""
+    import yaml
+
+    merged: dict[str, Any] = {"clusters": [], "contexts": [], "users": []}
+    for path in paths:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ClusterError(f"cannot read kubeconfig {path}: {one_line(str(exc))}") from None
+        if not isinstance(doc, dict):
+            raise ClusterError(f"cannot read kubeconfig {path}: not a mapping")
+        for key in ("clusters", "contexts", "users"):
+            names = {item.get("name") for item in merged[key]}
+            for item in doc.get(key) or []:
+                if isinstance(item, dict) and item.get("name") not in names:
+                    merged[key].append(item)
+                    names.add(item.get("name"))
+        if doc.get("current-context") and not merged.get("current-context"):
+            merged["current-context"] = doc["current-context"]
+    return merged
+
+
 def connect(config: Mapping[str, Any], ctx: ExecContext) -> Cluster:
     """The cluster for this step, reusing the run's client for the same kubeconfig/context."""
     import_optional("kubernetes", "k8s")
-    path = kubeconfig_path(_setting(config, ctx, "kubeconfig"))
+    paths = kubeconfig_files(_setting(config, ctx, "kubeconfig"))
     context = _setting(config, ctx, "context")
-    key = f"kubernetes:{path}:{context}"
+    key = f"kubernetes:{os.pathsep.join(map(str, paths))}:{context}"
     cached = ctx.resources.get(key)
     if cached is None:
-        cached = _load(path, context)
+        cached = _load(paths, context)
         ctx.resources[key] = cached
     timeout = float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT))
     if ctx.timeout is not None:
@@ -99,17 +133,28 @@ def connect(config: Mapping[str, Any], ctx: ExecContext) -> Cluster:
     return Cluster(cached.api, namespace, timeout, cached.where)
 
 
-def _load(path: Path | None, context: str | None) -> Cluster:
+def _load(paths: tuple[Path, ...], context: str | None) -> Cluster:
     from kubernetes import client, config
+    from kubernetes.config.kube_config import KubeConfigLoader, KubeConfigMerger
 
     configuration = client.Configuration()
     try:
-        if path is None:
+        if not paths:
             config.load_incluster_config(client_configuration=configuration)
             namespace = _incluster_namespace()
         else:
-            namespace = _check_context(path, context)
-            config.load_kube_config(str(path), context=context, client_configuration=configuration)
+            merged = merged_kubeconfig(paths)
+            namespace = _check_context(merged, paths, context)
+            # The client's merger keeps each entry's file (relative certificate paths work)
+            # but lets the *last* file's current-context win: set kubectl's (the first).
+            files = KubeConfigMerger(os.pathsep.join(str(p) for p in paths))
+            files.config.value["current-context"] = merged.get("current-context")
+            KubeConfigLoader(
+                config_dict=files.config,
+                active_context=context,
+                config_base_path=None,
+                config_persister=files.save_changes,
+            ).load_and_set(configuration)
     except config.ConfigException as exc:
         raise ClusterError(f"cannot load Kubernetes config: {one_line(str(exc))}") from None
     configuration.retries = 0  # an unreachable API server must fail fast, not in 3 rounds
@@ -117,23 +162,16 @@ def _load(path: Path | None, context: str | None) -> Cluster:
     return Cluster(client.ApiClient(configuration), namespace, DEFAULT_REQUEST_TIMEOUT, where)
 
 
-def _check_context(path: Path, context: str | None) -> str:
+def _check_context(merged: Mapping[str, Any], paths: tuple[Path, ...], context: str | None) -> str:
     """Fail with the available contexts listed; return the context's namespace."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ClusterError(f"cannot read kubeconfig {path}: {one_line(str(exc))}") from None
-    contexts = {c.get("name"): c.get("context") or {} for c in doc.get("contexts") or []}
-    wanted = context or doc.get("current-context")
+    where = "kubeconfig " + os.pathsep.join(str(p) for p in paths)
+    contexts = {c.get("name"): c.get("context") or {} for c in merged.get("contexts") or []}
+    wanted = context or merged.get("current-context")
     if not wanted:
-        raise ClusterError(f"kubeconfig {path} has no current-context; set `context`")
+        raise ClusterError(f"{where} has no current-context; set `context`")
     if wanted not in contexts:
         known = ", ".join(sorted(str(c) for c in contexts)) or "none"
-        raise ClusterError(
-            f"context '{wanted}' not found in kubeconfig {path} (available: {known})"
-        )
+        raise ClusterError(f"context '{wanted}' not found in {where} (available: {known})")
     return str(contexts[wanted].get("namespace") or "default")
 
 

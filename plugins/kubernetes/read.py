@@ -1,4 +1,5 @@
-"""The kubernetes executor's read operations: get (with a pod readiness summary), logs, top.
+"""The kubernetes executor's read operations: get (with a pod readiness summary), logs,
+describe, top.
 
 Objects are summarised into small JSON-safe dicts (name, ready, restarts, ...),
 the shape `expect` expressions and the incident log want, instead of the
@@ -28,12 +29,71 @@ def seconds(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
-def deployment_selector(cluster: Cluster, name: str) -> str:
-    dep = cluster.apps().read_namespaced_deployment(
+def selector_string(selector: Any) -> str:
+    """A LabelSelector (matchLabels and matchExpressions) as a label-selector query."""
+    if selector is None:
+        return ""
+    terms = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for expr in selector.match_expressions or []:
+        values = ",".join(expr.values or [])
+        terms.append(
+            {
+                "In": f"{expr.key} in ({values})",
+                "NotIn": f"{expr.key} notin ({values})",
+                "Exists": expr.key,
+                "DoesNotExist": f"!{expr.key}",
+            }[expr.operator]
+        )
+    return ",".join(terms)
+
+
+DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
+
+
+def default_container(pod: Any) -> str:
+    """kubectl's container when none is named: the pod's default-container annotation when
+    it names one of its containers, else the first container."""
+    names = [c.name for c in pod.spec.containers]
+    named = (pod.metadata.annotations or {}).get(DEFAULT_CONTAINER)
+    return str(named if named in names else names[0])
+
+
+def read_pod(cluster: Cluster, name: str) -> Any:
+    return cluster.core().read_namespaced_pod(
         name, cluster.namespace, _request_timeout=cluster.timeout
     )
-    labels = dep.spec.selector.match_labels or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def read_deployment(cluster: Cluster, name: str) -> Any:
+    return cluster.apps().read_namespaced_deployment(
+        name, cluster.namespace, _request_timeout=cluster.timeout
+    )
+
+
+def deployment_selector(cluster: Cluster, name: str) -> str:
+    return selector_string(read_deployment(cluster, name).spec.selector)
+
+
+def controlled_by(obj: Any, owner: Any) -> bool:
+    """apimachinery's IsControlledBy: the controller owner reference carries the owner's uid
+    (a name is not enough: a deleted deployment's leftovers keep the name)."""
+    refs = obj.metadata.owner_references or []
+    return any(r.controller and r.uid == owner.metadata.uid for r in refs)
+
+
+def owned_replica_sets(cluster: Cluster, dep: Any) -> list[Any]:
+    """The deployment's ReplicaSets as kubectl finds them: listed by the deployment's
+    selector, kept when the deployment (by uid) is their controller."""
+    found = (
+        cluster.apps()
+        .list_namespaced_replica_set(
+            cluster.namespace,
+            label_selector=selector_string(dep.spec.selector) or None,
+            _request_timeout=cluster.timeout,
+        )
+        .items
+    )
+    return [rs for rs in found if controlled_by(rs, dep)]
 
 
 def list_pods(cluster: Cluster, args: Mapping[str, Any]) -> list[Any]:
@@ -139,9 +199,10 @@ def _list_other(cluster: Cluster, kind: str, args: Mapping[str, Any]) -> list[di
             )
             .items
         )
-        items = [_rs_summary(r) for r in found]
         if args.get("deployment"):
-            items = [r for r in items if r["owner"] == args["deployment"]]
+            dep = read_deployment(cluster, args["deployment"])
+            found = [rs for rs in found if controlled_by(rs, dep)]
+        items = [_rs_summary(r) for r in found]
     else:
         found = (
             cluster.core()
@@ -169,13 +230,14 @@ def deployment_summary(dep: Any) -> dict[str, Any]:
 
 
 def _rs_summary(rs: Any) -> dict[str, Any]:
-    owners = rs.metadata.owner_references or []
+    owners = [o for o in rs.metadata.owner_references or [] if o.controller]
     return {
         "name": rs.metadata.name,
         "revision": int(
             (rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision", 0)
         ),
         "owner": owners[0].name if owners else None,
+        "owner_uid": owners[0].uid if owners else None,
         "replicas": rs.spec.replicas,
         "images": [c.image for c in rs.spec.template.spec.containers],
     }
@@ -196,38 +258,222 @@ def _event_summary(event: Any) -> dict[str, Any]:
 
 
 def logs(cluster: Cluster, args: Mapping[str, Any], ctx: ExecContext) -> tuple[dict[str, Any], str]:
-    """Logs of one pod, or of each pod of a deployment prefixed `[pod/NAME]` (kubectl --prefix)."""
+    """Logs of one pod, or of each pod of a deployment prefixed `[pod/NAME]` (kubectl --prefix).
+
+    `previous: true` reads the previous (crashed) container instance, as `kubectl logs
+    --previous`: for one pod a missing previous container is the API's error; across a
+    deployment the pods that never restarted are listed in `no_previous` and skipped.
+    """
+    from kubernetes.client.exceptions import ApiException
+
     # RE2 (linear time): a grep cannot hang on the lines a pod writes; a bad one fails first
     pattern = compile_pattern(str(args["grep"])) if args.get("grep") else None
-    names = (
-        [args["pod"]]
+    pods = (
+        [read_pod(cluster, args["pod"])]
         if args.get("pod")
-        else [p.metadata.name for p in list_pods(cluster, {"deployment": args["deployment"]})][
-            :MAX_LOG_PODS
-        ]
+        else list_pods(cluster, {"deployment": args["deployment"]})[:MAX_LOG_PODS]
     )
+    names = [p.metadata.name for p in pods]
+    previous = bool(args.get("previous"))
     kwargs: dict[str, Any] = {"_request_timeout": cluster.timeout}
-    if args.get("container"):
-        kwargs["container"] = args["container"]
     if "tail" in args:
         kwargs["tail_lines"] = int(args["tail"])
     if args.get("since"):
         kwargs["since_seconds"] = seconds(args["since"])
+    if previous:
+        kwargs["previous"] = True
     lines: list[str] = []
-    for name in names:
-        text = cluster.core().read_namespaced_pod_log(name, cluster.namespace, **kwargs)
+    read: list[str] = []
+    no_previous: list[str] = []
+    for pod in pods:
+        name = pod.metadata.name
+        container = args.get("container") or default_container(pod)
+        try:
+            text = cluster.core().read_namespaced_pod_log(
+                name, cluster.namespace, container=container, **kwargs
+            )
+        except ApiException as exc:
+            if previous and args.get("deployment") and exc.status == 400:
+                no_previous.append(name)
+                continue
+            raise
+        read.append(name)
         prefix = f"[pod/{name}] " if len(names) > 1 or args.get("deployment") else ""
         lines += [prefix + line for line in str(text or "").splitlines()]
     matches = [line for line in lines if pattern is None or pattern.search(line)]
     text = "\n".join(matches)
     fields: dict[str, Any] = {
-        "pods": names,
+        "pods": read,
         "lines": len(lines),
         "matches": len(matches),
         "text": text,
-        "healthy": bool(names),
+        "previous": previous,
+        "healthy": bool(read),
     }
+    if previous:
+        fields["no_previous"] = no_previous
+    if not text and no_previous:
+        text = f"no previous container in: {', '.join(no_previous)}"
     return fields, text
+
+
+def describe(
+    cluster: Cluster, args: Mapping[str, Any], ctx: ExecContext
+) -> tuple[dict[str, Any], str]:
+    """`kubectl describe pod`, as data: per container the image, requests/limits, probes,
+    state and last state (reason, exit code: OOMKilled shows here), ready, restart count;
+    per pod the phase, node, conditions and the events involving it."""
+    pods = [read_pod(cluster, args["pod"])] if args.get("pod") else list_pods(cluster, args)
+    events = (
+        cluster.core()
+        .list_namespaced_event(cluster.namespace, _request_timeout=cluster.timeout)
+        .items
+    )
+    described = [_describe_pod(pod, events) for pod in pods]
+    containers = [c for p in described for c in p["containers"]]
+    last = sorted({c["last_reason"] for c in containers if c["last_reason"]})
+    fields: dict[str, Any] = {
+        "pods": described,
+        "count": len(described),
+        "names": [p["name"] for p in described],
+        "restarts": sum(c["restarts"] for c in containers),
+        "oom_killed": any("OOMKilled" in (c["last_reason"], c["reason"]) for c in containers),
+        "last_reasons": last,
+        "crash_looping": [p["name"] for p in described if p["crash_looping"]],
+        "images": sorted({c["image"] for c in containers}),
+        "warnings": [e for p in described for e in p["events"] if e["type"] == "Warning"],
+        "healthy": bool(described) and all(c["ready"] for c in containers),
+    }
+    return fields, "\n\n".join(_describe_text(p) for p in described) or "no pods"
+
+
+def _describe_pod(pod: Any, events: list[Any]) -> dict[str, Any]:
+    statuses = {s.name: s for s in pod.status.container_statuses or []}
+    containers = [_describe_container(c, statuses.get(c.name)) for c in pod.spec.containers]
+    mine = [
+        _event_summary(e)
+        for e in events
+        if e.involved_object.name == pod.metadata.name
+        and (e.involved_object.kind or "Pod") == "Pod"
+        and e.involved_object.uid in (None, pod.metadata.uid)
+    ]
+    owners = [o for o in pod.metadata.owner_references or [] if o.controller]
+    return {
+        "name": pod.metadata.name,
+        "phase": pod.status.phase,
+        "node": pod.spec.node_name,
+        "ip": pod.status.pod_ip,
+        "started": pod.status.start_time.isoformat() if pod.status.start_time else None,
+        "controlled_by": f"{owners[0].kind}/{owners[0].name}" if owners else None,
+        "qos_class": pod.status.qos_class,
+        "conditions": {c.type: c.status for c in pod.status.conditions or []},
+        "containers": containers,
+        "restarts": sum(c["restarts"] for c in containers),
+        "crash_looping": any(c["reason"] == "CrashLoopBackOff" for c in containers),
+        "events": mine,
+    }
+
+
+def _state(state: Any) -> tuple[str | None, dict[str, Any]]:
+    """(Running|Waiting|Terminated, details) of a V1ContainerState."""
+    if state is None:
+        return None, {}
+    for name in ("running", "waiting", "terminated"):
+        value = getattr(state, name, None)
+        if value is not None:
+            detail = {
+                "reason": getattr(value, "reason", None),
+                "message": getattr(value, "message", None),
+                "exit_code": getattr(value, "exit_code", None),
+                "started_at": _time(getattr(value, "started_at", None)),
+                "finished_at": _time(getattr(value, "finished_at", None)),
+            }
+            return name.capitalize(), detail
+    return None, {}
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _describe_container(spec: Any, status: Any) -> dict[str, Any]:
+    state, now = _state(status.state if status else None)
+    last, before = _state(status.last_state if status else None)
+    resources = spec.resources
+    return {
+        "name": spec.name,
+        "image": spec.image,
+        "ports": [f"{p.container_port}/{p.protocol or 'TCP'}" for p in spec.ports or []],
+        "limits": dict(resources.limits or {}) if resources else {},
+        "requests": dict(resources.requests or {}) if resources else {},
+        "liveness": _probe(spec.liveness_probe),
+        "readiness": _probe(spec.readiness_probe),
+        "startup": _probe(spec.startup_probe),
+        "state": state,
+        "reason": now.get("reason"),
+        "exit_code": now.get("exit_code"),
+        "last_state": last,
+        "last_reason": before.get("reason"),
+        "last_exit_code": before.get("exit_code"),
+        "last_finished_at": before.get("finished_at"),
+        "ready": bool(status and status.ready),
+        "restarts": int(status.restart_count or 0) if status else 0,
+    }
+
+
+def _probe(probe: Any) -> str | None:
+    """A probe as kubectl describe prints it: `http-get http://:8080/healthz delay=0s
+    timeout=1s period=10s #success=1 #failure=3`."""
+    if probe is None:
+        return None
+    if probe.http_get is not None:
+        get = probe.http_get
+        scheme = (get.scheme or "HTTP").lower()
+        what = f"http-get {scheme}://{get.host or ''}:{get.port}{get.path or ''}"
+    elif probe.tcp_socket is not None:
+        what = f"tcp-socket {probe.tcp_socket.host or ''}:{probe.tcp_socket.port}"
+    elif getattr(probe, "_exec", None) is not None:  # the model's name for `exec`
+        what = "exec [" + " ".join(probe._exec.command or []) + "]"
+    elif getattr(probe, "grpc", None) is not None:
+        what = f"grpc <pod>:{probe.grpc.port} {probe.grpc.service or ''}".rstrip()
+    else:
+        what = "unknown"
+    return (
+        f"{what} delay={probe.initial_delay_seconds or 0}s timeout={probe.timeout_seconds or 1}s"
+        f" period={probe.period_seconds or 10}s #success={probe.success_threshold or 1}"
+        f" #failure={probe.failure_threshold or 3}"
+    )
+
+
+def _describe_text(pod: Mapping[str, Any]) -> str:
+    lines = [
+        f"Name: {pod['name']}",
+        f"Node: {pod['node']}",
+        f"Status: {pod['phase']}",
+        f"Controlled By: {pod['controlled_by'] or '<none>'}",
+        "Containers:",
+    ]
+    for c in pod["containers"]:
+        lines += [f"  {c['name']}:", f"    Image: {c['image']}"]
+        state = c["state"] or "<unknown>"
+        lines.append(f"    State: {state}" + (f" ({c['reason']})" if c["reason"] else ""))
+        if c["last_state"]:
+            lines.append(
+                f"    Last State: {c['last_state']} ({c['last_reason']}, "
+                f"exit code {c['last_exit_code']}, finished {c['last_finished_at']})"
+            )
+        lines += [f"    Ready: {c['ready']}", f"    Restart Count: {c['restarts']}"]
+        for key in ("limits", "requests"):
+            if c[key]:
+                pairs = ", ".join(f"{k}={v}" for k, v in sorted(c[key].items()))
+                lines.append(f"    {key.capitalize()}: {pairs}")
+        for key in ("liveness", "readiness", "startup"):
+            if c[key]:
+                lines.append(f"    {key.capitalize()}: {c[key]}")
+    lines.append("Conditions: " + ", ".join(f"{k}={v}" for k, v in pod["conditions"].items()))
+    lines.append("Events:" + ("" if pod["events"] else " <none>"))
+    lines += [f"  {e['type']} {e['reason']} (x{e['count']}): {e['message']}" for e in pod["events"]]
+    return "\n".join(lines)
 
 
 def top(cluster: Cluster, args: Mapping[str, Any], ctx: ExecContext) -> tuple[dict[str, Any], str]:

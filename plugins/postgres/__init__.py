@@ -7,7 +7,11 @@ cannot escape into a writable transaction. Every step sends exactly one
 statement, as a prepared statement (the extended protocol refuses a second
 one), with values bound from `params:`; validation refuses `{{ }}` in `sql:`,
 so a value can never become SQL. Writes are possible only through the
-`execute` action, which the runner puts behind a confirmation. A dry-run runs
+`execute` action, which the runner puts behind a confirmation: one committed
+transaction, or with `transaction: false` autocommit for the statements that
+refuse a transaction block (VACUUM, CREATE INDEX CONCURRENTLY). It never asks
+for a read-write transaction, so it also runs on a hot standby
+(`pg_wal_replay_resume()`), where the server still refuses writes. A dry-run runs
 only the built-in checks (fixed SQL); free-form `query` SQL can still call
 functions that act outside the transaction (pg_terminate_backend, dblink...),
 so a dry-run plans it instead. Connection settings come from the step, then from
@@ -77,8 +81,21 @@ OPERATIONS: Mapping[str, Mapping[str, Any]] = {
         "required": ["sql"],
     },
     "execute": {
-        "description": "Run a mutating statement (an action, confirmation-gated), committed.",
-        "properties": _SQL,
+        "description": "Run a statement that acts (an action, confirmation-gated): by default "
+        "in one transaction, committed; with `transaction: false` on its own, for statements "
+        "that refuse a transaction block (VACUUM, CREATE INDEX CONCURRENTLY). It runs on a "
+        "primary or a hot standby (e.g. `SELECT pg_wal_replay_resume()`); a standby refuses "
+        "writes itself.",
+        "properties": {
+            **_SQL,
+            "transaction": prop(
+                "boolean",
+                "Run `sql` inside a transaction that is committed (default true). false: "
+                "autocommit, no transaction block, as VACUUM, CREATE INDEX CONCURRENTLY, "
+                "CREATE DATABASE and ALTER SYSTEM require; what it did stays done even if "
+                "it fails part-way.",
+            ),
+        },
         "required": ["sql"],
     },
 }
@@ -146,6 +163,8 @@ def plan(config: Mapping[str, Any], ctx: PlanContext) -> PlannedCall:
         detail["password"] = "***"
     shown = f": {one_line(args['sql'])}" if "sql" in args else ""
     txn = " (read-only transaction)" if name == "query" else ""
+    if name == "execute" and args.get("transaction") is False:
+        txn = " (no transaction: autocommit)"
     return PlannedCall(f"postgres {detail['server']} {name}{shown}{txn}", detail)
 
 
@@ -166,6 +185,8 @@ def run(config: Mapping[str, Any], ctx: ExecContext) -> StepResult:
             fields = _with_connection(psycopg, settings, timeout, name, args, ctx)
     except psycopg.Error as exc:
         reason = scrub(one_line(str(exc)), settings.get("password"))
+        if name == "execute" and "cannot run inside a transaction block" in reason:
+            reason += " (give the execute `transaction: false`)"
         where = _where(settings)
         return StepResult.failure(
             f"postgres {name} on {where} failed: {reason}",
@@ -213,8 +234,9 @@ def session_options(dsn: str, read_only: bool, statement_ms: int | None = None) 
     own = conninfo_to_dict(dsn).get("options") if dsn else None
     base = str(own if own is not None else os.environ.get("PGOPTIONS", ""))
     ours = []
-    if read_only:
-        ours.append("-c default_transaction_read_only=on")
+    # on for checks; off for `execute`, so a read-only default from the dsn or PGOPTIONS
+    # does not refuse the action the operator confirmed (a standby stays read-only anyway)
+    ours.append(f"-c default_transaction_read_only={'on' if read_only else 'off'}")
     if statement_ms is not None:
         ours.append(f"-c statement_timeout={int(statement_ms)}")
     # a trailing backslash would escape the space before our first option
@@ -235,7 +257,13 @@ def _with_connection(
     ms = int((ctx.timeout or 300) * 1000)
     with _connect(psycopg, settings, timeout, read_only, ms) as conn:
         conn.row_factory = dict_row
-        conn.read_only = read_only  # BEGIN READ ONLY, inside the read-only session
+        if read_only:
+            conn.read_only = True  # BEGIN READ ONLY, inside the read-only session
+        elif args.get("transaction") is False:
+            conn.autocommit = True  # no BEGIN: VACUUM and friends refuse a transaction block
+        # An execute leaves the transaction mode to the server (no BEGIN READ WRITE): a hot
+        # standby refuses that outright, while `SELECT pg_wal_replay_resume()` is fine
+        # there; writes on a standby are still refused, by the server.
         if name in CHECKS:
             return run_check(conn, name, args)
         if name == "query":

@@ -131,6 +131,8 @@ def format_plan(rb: Runbook, plan: Plan) -> str:
             phase = e.phase
             lines.append(f"\n── {phase}")
         gate = f"  [confirm: {e.gated}]" if e.gated else ""
+        if e.gated and e.confirm_require:
+            gate = f"  [confirm: {e.gated} — type '{e.confirm_require}']"
         cond = "" if e.condition == "always" else f"  ({e.condition})"
         lines.append(f"  {e.step}: {e.kind} {e.executor}{cond}{gate}")
         lines.append(f"      {('unknown: ' + e.unknown) if e.unknown else e.summary}")

@@ -10,10 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.errors import ExitCode, InvalidInput, InvalidRunbook
 from runbook.session import Session
+
+if TYPE_CHECKING:
+    from runbook.run.inventory import Inventory
 
 
 def _out(text: str = "") -> None:
@@ -140,11 +143,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     session = Session()
     rb = session.load(args.runbook)
-    inventory = None
-    if args.inventory:
-        from runbook.run.inventory import load_inventory
-
-        inventory = load_inventory(args.inventory)
+    inventory = _inventory(args)
     plan = session.plan(rb, session.params(rb, parse_assignments(args.param)), inventory)
     if args.output:
         Path(args.output).write_text(plan.to_json(), encoding="utf-8")
@@ -155,6 +154,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if args.output:
             _out(f"\nplan written to {args.output} (digest {plan.digest[:16]})")
     return 0
+
+
+def _inventory(args: argparse.Namespace) -> Inventory | None:
+    """`--inventory FILE`, narrowed by `--limit PATTERN` (which needs an inventory)."""
+    if not args.inventory:
+        if args.limit:
+            raise InvalidInput(
+                "--limit selects hosts from an inventory: pass --inventory FILE with it"
+            )
+        return None
+    from runbook.run.inventory import load_inventory
+
+    inventory = load_inventory(args.inventory)
+    return inventory.limited(args.limit) if args.limit else inventory
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -168,11 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rb = session.load(args.runbook)
     resume = session.resume_point(args.resume, rb) if args.resume else None
     values = session.params(rb, parse_assignments(args.param), resume=resume)
-    inventory = None
-    if args.inventory:
-        from runbook.run.inventory import load_inventory
-
-        inventory = load_inventory(args.inventory)
+    inventory = _inventory(args)
     # before --deadline is parsed, the order the CLI has always reported errors in
     session.check_run(
         rb, values, only=args.only, from_step=args.from_step, plan=args.plan, inventory=inventory

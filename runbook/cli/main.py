@@ -44,6 +44,12 @@ EXAMPLES = """examples:
 """
 
 
+LIMIT_HELP = (
+    "only the inventory hosts this Ansible host pattern selects (web:&prod, web[0:1], @FILE), "
+    "as ansible-playbook --limit; needs --inventory"
+)
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runbook", metavar="NAME|PATH", help="runbook name or YAML file")
     p.add_argument(
@@ -101,6 +107,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--inventory", metavar="FILE", help="resolve targets' hosts as `run --inventory` will"
     )
+    p.add_argument("--limit", metavar="PATTERN", help=LIMIT_HELP)
     p.add_argument("--format", choices=["text", "json"], default="text")
 
     p = sub.add_parser(
@@ -169,6 +176,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "not finish (it may have taken effect; --yes does not allow this) (repeatable)",
     )
     p.add_argument("--inventory", metavar="FILE", help="host inventory: YAML, or Ansible INI/YAML")
+    p.add_argument("--limit", metavar="PATTERN", help=LIMIT_HELP)
     p.add_argument(
         "--format",
         choices=["text", "json"],

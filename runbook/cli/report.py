@@ -3,14 +3,19 @@
 A report is evidence, so it is refused (exit 5) for a log that does not verify
 unless the operator asks for it anyway with `--allow-unverified`; the report
 then carries a banner saying so. An empty log has nothing to tell and is
-refused either way. Output is written as UTF-8 bytes: any lone surrogate the
-log kept from undecodable command output becomes U+FFFD instead of a crash.
+refused either way. A format that renders the Incident (every built-in one)
+gets it built while the log is read once, each line verified before it is
+used, so memory stays bounded however long the log is; a format that takes
+the records gets them all, in a list. Output is written as UTF-8 bytes: any
+lone surrogate the log kept from undecodable command output becomes U+FFFD
+instead of a crash.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +41,11 @@ def _tolerant_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _refuse_unless_allowed(path: Path, allow_unverified: bool) -> Verification | None:
-    """The verdict when the log verifies; None when it does not but that is allowed."""
-    from runbook.log.verify import verify_log
-
-    verdict = verify_log(path)
+def _refuse_unless_allowed(path: Path, verdict: Verification, allow_unverified: bool) -> None:
+    """Raise JournalCorrupt (exit 5) for an empty log, or one that does not verify unless
+    that is allowed."""
     if verdict.ok:
-        return verdict
+        return
     if verdict.records == 0 and verdict.truncated and not verdict.tampered:
         raise JournalCorrupt(f"{path}: empty log: nothing to report", 0, True)
     if not allow_unverified:
@@ -53,7 +56,39 @@ def _refuse_unless_allowed(path: Path, allow_unverified: bool) -> Verification |
             verdict.first_bad_seq,
             verdict.truncated,
         )
-    return None
+
+
+def _no_record(path: Path) -> JournalCorrupt:
+    return JournalCorrupt(f"{path}: no readable record: nothing to report", 0)
+
+
+def _from_incident(path: Path, render: Callable[[Any], str], allow_unverified: bool) -> str:
+    """Read the log once into the bounded Incident (verifying as it goes), then render it."""
+    from runbook.report import sla
+    from runbook.report.reader import build_from_log
+
+    verdict, builder = build_from_log(path, unverified=allow_unverified)
+    _refuse_unless_allowed(path, verdict, allow_unverified)
+    if not builder.records:
+        raise _no_record(path)
+    return render(builder.finish(verdict, sla.load_targets()))
+
+
+def _from_records(
+    path: Path, render: Callable[[list[dict[str, Any]]], str], allow_unverified: bool
+) -> str:
+    """For a format that takes the records: every one of them, in a list."""
+    from runbook.log.verify import VerifiedRecords, verify_log
+
+    verdict = verify_log(path)
+    _refuse_unless_allowed(path, verdict, allow_unverified)
+    records: list[dict[str, Any]] = _tolerant_records(path)
+    if not records:
+        raise _no_record(path)
+    verified = len(records) == verdict.records and records[-1].get("sha256") == verdict.final_hash
+    if verdict.ok and verified:
+        records = VerifiedRecords(records, verdict)  # formats need not verify it again
+    return render(records)
 
 
 def run_report(
@@ -67,19 +102,12 @@ def run_report(
     path = Path(log)
     if not path.is_file():
         raise InvalidInput(f"no such log file: {path}")
-    verdict = _refuse_unless_allowed(path, allow_unverified)
-    records: list[dict[str, Any]] = _tolerant_records(path)
-    if not records:
-        raise JournalCorrupt(f"{path}: no readable record: nothing to report", 0)
-    if (
-        verdict is not None
-        and len(records) == verdict.records
-        and records[-1].get("sha256") == verdict.final_hash
-    ):
-        from runbook.log.verify import VerifiedRecords
-
-        records = VerifiedRecords(records, verdict)  # formats need not verify it again
-    data = formats[fmt].render(records).encode("utf-8", "replace")
+    chosen = formats[fmt]
+    if chosen.render_incident is not None:
+        text = _from_incident(path, chosen.render_incident, allow_unverified)
+    else:
+        text = _from_records(path, chosen.render, allow_unverified)
+    data = text.encode("utf-8", "replace")
     if output:
         Path(output).write_bytes(data)
         print(f"{fmt} report written to {output}", file=sys.stderr)

@@ -144,8 +144,10 @@ def _executor_issues(
     tree: Any, executors: Mapping[str, ExecutorSpec], unknown_executor: UnknownExecutorHint | None
 ) -> list[Issue]:
     issues: list[Issue] = []
-    # By executor name: building them copies its schema, and most configs pass the fast check.
-    validators: dict[str, tuple[Any, Check | None]] = {}
+    # By executor name. Most configs pass the fast check, so jsonschema (slow to import and
+    # to compile) is reached only by a config with a problem.
+    checks: dict[str, tuple[dict[str, Any], Check | None]] = {}
+    validators: dict[str, Any] = {}
     for path, call in _executor_calls(tree):
         if not (isinstance(call, dict) and len(call) == 1):
             continue  # the core schema already said what is wrong with its shape
@@ -154,10 +156,13 @@ def _executor_issues(
             explain_unknown = unknown_executor or (lambda n: unknown_executor_message(n, executors))
             issues.append(issue_at(tree, path + (name,), explain_unknown(name), key=True))
         elif isinstance(config, dict):
-            if name not in validators:
+            if name not in checks:
                 schema = executor_schema(name, executors)
-                validators[name] = (validator_for(schema), fast_check_for(schema))
-            validator, fast = validators[name]
+                checks[name] = (schema, fast_check_for(schema))
+            schema, fast = checks[name]
             if not is_valid_fast(fast, config):
-                issues += explain(validator.iter_errors(config), tree, prefix=path + (name,))
+                if name not in validators:
+                    validators[name] = validator_for(schema)
+                errors = validators[name].iter_errors(config)
+                issues += explain(errors, tree, prefix=path + (name,))
     return issues

@@ -19,14 +19,13 @@ fails). The loader uses them too.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import math
 import re
 import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runbook.errors import UnknownExecutor
@@ -93,8 +92,13 @@ def parse_duration(value: object) -> float:
 @cache
 def core_schema() -> dict[str, Any]:
     """The packaged core schema (executor configs left open). Do not mutate it."""
-    text = resources.files("runbook.schemas").joinpath("runbook.schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    try:  # importlib.resources costs more to import than reading the file does
+        data = (Path(__file__).parents[1] / "schemas" / "runbook.schema.json").read_bytes()
+    except OSError:  # installed in a zip archive, say
+        from importlib import resources
+
+        data = resources.files("runbook.schemas").joinpath("runbook.schema.json").read_bytes()
+    schema: dict[str, Any] = json.loads(data)
     return schema
 
 
@@ -130,7 +134,10 @@ def inline_refs(node: Any, defs: Mapping[str, Any], inlining: tuple[str, ...] = 
 
 
 def executor_schema(name: str, executors: Mapping[str, ExecutorSpec]) -> dict[str, Any]:
-    """One executor's config schema, standalone (with `$schema`, `$id` and a title)."""
+    """One executor's config schema, standalone (with `$schema`, `$id` and a title).
+
+    A new top-level mapping over the spec's own nested schemas: read it, do not mutate it.
+    """
     spec = executors.get(name)
     if spec is None:
         raise UnknownExecutor(unknown_executor_message(name, executors))
@@ -139,6 +146,8 @@ def executor_schema(name: str, executors: Mapping[str, ExecutorSpec]) -> dict[st
 
 def unknown_executor_message(name: str, executors: Mapping[str, ExecutorSpec]) -> str:
     """ "unknown executor 'htp'; did you mean 'http'? (installed executors: http, shell)"."""
+    import difflib
+
     close = difflib.get_close_matches(name, list(executors), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     installed = ", ".join(sorted(executors)) or "none"
@@ -146,7 +155,8 @@ def unknown_executor_message(name: str, executors: Mapping[str, ExecutorSpec]) -
 
 
 def _standalone(spec: ExecutorSpec) -> dict[str, Any]:
-    schema = copy.deepcopy(dict(spec.schema))
+    # A new top level over the spec's own nested schemas: callers only read them.
+    schema = dict(spec.schema)
     schema.setdefault("$schema", DIALECT)
     schema.setdefault("$id", EXECUTOR_ID_PREFIX + spec.name)
     schema.setdefault("title", f"{spec.name} executor config")
@@ -414,8 +424,24 @@ def _const(value: Any, schema: Mapping[str, Any]) -> Check | None:
 
 
 def _pattern(value: str, schema: Mapping[str, Any]) -> Check | None:
-    search = re.compile(value).search
-    return lambda v: not isinstance(v, str) or search(v) is not None
+    if not isinstance(value, str):
+        return None
+    search: Callable[[str], object] | None = None
+
+    def check(v: Any) -> Verdict:
+        # Compiled on first use: most patterns of a schema never meet a value in one file,
+        # and compiling them all was most of building the checks in a fresh process.
+        nonlocal search
+        if not isinstance(v, str):
+            return True
+        if search is None:
+            try:
+                search = re.compile(value).search
+            except re.error:  # a malformed schema: jsonschema decides (and explains)
+                return None
+        return search(v) is not None
+
+    return check
 
 
 def _bound(holds: Callable[[Any], bool], kind: str) -> Check:
@@ -550,10 +576,10 @@ def rendered_none_problem(
     ]
     if not nones:
         return None
-    validator, fast = _spec_validator(spec)
+    schema, fast = _spec_validator(spec)
 
     def valid(instance: Any) -> bool:
-        return is_valid_fast(fast, instance) or bool(validator.is_valid(instance))
+        return is_valid_fast(fast, instance) or bool(validator_for(schema).is_valid(instance))
 
     def with_nones(written: Sequence[PathT]) -> Any:
         """`rendered` with the templates at `written` as written, other None keys left out."""
@@ -580,15 +606,15 @@ def rendered_none_problem(
     )
 
 
-_SPEC_VALIDATORS: dict[int, tuple[ExecutorSpec, Validator, Check | None]] = {}
+_SPEC_VALIDATORS: dict[int, tuple[ExecutorSpec, dict[str, Any], Check | None]] = {}
 
 
-def _spec_validator(spec: ExecutorSpec) -> tuple[Validator, Check | None]:
-    """An executor's validator and fast check, remembered per spec (plans render every step)."""
+def _spec_validator(spec: ExecutorSpec) -> tuple[dict[str, Any], Check | None]:
+    """An executor's schema and fast check, remembered per spec (plans render every step)."""
     known = _SPEC_VALIDATORS.get(id(spec))
     if known is None or known[0] is not spec:
         schema = _standalone(spec)
-        known = (spec, validator_for(schema), fast_check_for(schema))
+        known = (spec, schema, fast_check_for(schema))
         _SPEC_VALIDATORS[id(spec)] = known
     return known[1], known[2]
 
@@ -748,6 +774,8 @@ def _sentence(text: str) -> str:
 
 
 def _not_allowed(instance: Any, allowed: list[Any]) -> str:
+    import difflib
+
     choices = ", ".join(str(v) for v in allowed)
     message = f"{short(instance)} is not one of the allowed values"
     if isinstance(instance, str):
@@ -758,6 +786,8 @@ def _not_allowed(instance: Any, allowed: list[Any]) -> str:
 
 
 def _unknown_keys(instance: Any, schema: Mapping[str, Any]) -> list[tuple[str, str]]:
+    import difflib
+
     allowed = sorted(schema.get("properties", {}))
     patterns = list(schema.get("patternProperties", {}))
     found: list[tuple[str, str]] = []

@@ -13,14 +13,20 @@ written (even lone surrogates from undecodable command output), byte and
 character offsets agree, and no tool's text encoding can alter the bytes that
 were hashed. Readers decode `\\uXXXX` escapes as usual.
 
-Each record is flushed and fsynced before `append` returns; `append_many`
-writes several records with one fsync when events arrive together. With a
-`Signer`, the last record of every such write also carries `auth`, a signature
-over the chain up to it (`runbook.log.signing`).
+Records become durable in groups (group commit): `defer` queues a record and
+`commit` writes everything queued with one write and one fsync, which makes it
+a durable point; `append` and `append_many` are a defer and a commit in one
+call. The caller puts a commit wherever something leaves the process -- a
+command, an action, a question to the operator, a notification, the exit -- so
+a crash loses only records nothing outside had seen yet, and they are the tail
+of the file: `log verify` calls the log truncated, never tampered. With a
+`Signer`, the last record of every commit also carries `auth`, a signature over
+the chain up to it (`runbook.log.signing`), so every durable point is signed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -187,13 +193,19 @@ def _dir_mode(file_mode: int) -> int:
     return file_mode | (file_mode & 0o444) >> 2
 
 
-class JournalWriter:
-    """Appends records to one run's log, each fsynced before the call returns.
+Event = tuple[RecordType, Mapping[str, Any]]
+"""A record to write: its type and its `data` (cleaned and masked on the way in)."""
 
-    Made by `create`. Thread-safe: many hosts' results go through one writer,
-    whose lock keeps `seq` and the chain in write order. After a failed write
-    (disk full) it refuses further records, since the file may now end in a
-    partial line that only a crash should leave.
+
+class JournalWriter:
+    """Appends records to one run's log; a record is durable once a commit has written it.
+
+    Made by `create`. `append`/`append_many` return once their records (and any
+    deferred before them) are fsynced; `defer` queues a record for the next
+    commit. Thread-safe: many hosts' results go through one writer, whose lock
+    keeps `seq` and the chain in the order records were deferred or appended.
+    After a failed write (disk full) it refuses further records, since the file
+    may now end in a partial line that only a crash should leave.
     """
 
     def __init__(
@@ -214,6 +226,7 @@ class JournalWriter:
         self._seq = -1
         self._last_hash = GENESIS
         self._failure: str | None = None
+        self._pending: list[tuple[str, Any, str]] = []  # (type, cleaned data, ts), not written
 
     @classmethod
     def create(
@@ -234,7 +247,7 @@ class JournalWriter:
         or written, or the header cannot be written (a full disk): then no file
         is left behind, since no run started. An existing file is never overwritten.
         With `signer`, the header names its key (`signing`), and the header and the last
-        record of every write are signed.
+        record of every commit are signed.
         """
         mode = log_mode() if mode is None else mode
         log_dir = Path(log_dir)
@@ -255,8 +268,11 @@ class JournalWriter:
         writer = cls(path, file, masker, run_id, signer)
         try:
             signing = {"signing": signer.info()} if signer is not None else {}
-            [writer._header] = writer._write_events(
-                [(RecordType.HEADER, {**header, **signing, "format": FORMAT_VERSION})]
+            [writer._header] = writer._queue(
+                [(RecordType.HEADER, {**header, **signing, "format": FORMAT_VERSION})],
+                commit=True,
+                own=True,
+                header=True,
             )
         except BaseException as exc:
             writer.close()
@@ -296,54 +312,101 @@ class JournalWriter:
 
     @property
     def last_hash(self) -> str:
-        """sha256 of the last record written: what a resumed run links to."""
+        """sha256 of the last record written: what a resumed run links to.
+
+        Deferred records are not written yet: a head read after a commit is durable.
+        """
         return self._last_hash
 
     @property
     def seq(self) -> int:
-        """seq of the last record written (0 right after the header)."""
+        """seq of the last record written (0 right after the header); deferred ones not counted."""
         return self._seq
 
+    @property
+    def pending(self) -> int:
+        """How many deferred records the next commit will write."""
+        return len(self._pending)
+
     def append(self, type: RecordType, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Write one record and fsync; returns it as written (masked, with seq/ts/sha256)."""
-        return self.append_many([(type, data)])[0]
+        """Write one record and fsync; returns it as written (masked, with seq/ts/sha256).
 
-    def append_many(
-        self, events: Iterable[tuple[RecordType, Mapping[str, Any]]]
-    ) -> list[dict[str, Any]]:
-        """Write several records with one write and one fsync (they arrived together)."""
-        events = list(events)
-        if any(kind == RecordType.HEADER for kind, _ in events):
-            raise ValueError("the header is written once, by JournalWriter.create")
-        return self._write_events(events)
+        A commit: records deferred before it are written with it, in the same write.
+        """
+        return self._queue([(type, data)], commit=True, own=True)[0]
 
-    def _write_events(
-        self, events: list[tuple[RecordType, Mapping[str, Any]]]
+    def append_many(self, events: Iterable[Event]) -> list[dict[str, Any]]:
+        """Write several records with one write and one fsync (they arrived together).
+
+        A commit: records deferred before them are written first, in the same write.
+        Returns the records of `events` as written.
+        """
+        return self._queue(events, commit=True, own=True)
+
+    def defer(self, type: RecordType, data: Mapping[str, Any]) -> None:
+        """Queue a record for the next commit; nothing reaches the file before it.
+
+        Its `ts` is now, and its data is masked now. A crash before the next
+        commit loses it, so defer only what nothing outside the process has
+        seen or acted on: the caller commits before a command runs, a question
+        is asked, a notification leaves or the record is shown.
+        """
+        self._queue([(type, data)], commit=False)
+
+    def commit(self, events: Iterable[Event] = ()) -> list[dict[str, Any]]:
+        """A durable point: write every deferred record, then `events`, with one write and
+        one fsync.
+
+        Returns all of them as written, in order (empty when there was nothing to
+        write); in a signed log the last one carries `auth`. Raises LogDirError
+        when the log cannot be written, and refuses every record after that.
+        """
+        return self._queue(events, commit=True)
+
+    def _queue(
+        self, events: Iterable[Event], *, commit: bool, own: bool = False, header: bool = False
     ) -> list[dict[str, Any]]:
-        for kind, _ in events:
+        """Defer `events` (checked and cleaned first), then commit if asked.
+
+        Returns what the commit wrote, or with `own` only the records of `events`.
+        """
+        cleaned = []
+        for kind, data in events:
             if not _TYPE.match(kind):
                 raise ValueError(f"invalid event type {kind!r}: use [a-z0-9_.-]+")
-        cleaned = [(kind, _clean(data, self._masker)) for kind, data in events]
-        if not cleaned:
-            return []
+            if (kind == RecordType.HEADER) != header:
+                raise ValueError("the header is written once, by JournalWriter.create")
+            cleaned.append((kind, _clean(data, self._masker)))
         with self._lock:
             if self._failure is not None:
                 raise LogDirError(self._failure)
-            records, lines = self._chain(cleaned)
-            self._write("".join(lines).encode("ascii"), records[-1])
+            first = len(self._pending)
+            # ts when the event happened, which is also the order records are written in
+            self._pending.extend((kind, data, _utc_now()) for kind, data in cleaned)
+            if not commit:
+                return []
+            written = self._commit()
+            return written[first:] if own else written
+
+    def _commit(self) -> list[dict[str, Any]]:
+        """Write and fsync what is deferred; the caller holds the lock."""
+        if self._failure is not None:
+            raise LogDirError(self._failure)
+        if not self._pending:
+            return []
+        records, lines = self._chain(self._pending)
+        self._write("".join(lines).encode("ascii"), records)
         return records
 
-    def _chain(
-        self, events: list[tuple[RecordType, Any]]
-    ) -> tuple[list[dict[str, Any]], list[str]]:
+    def _chain(self, events: list[tuple[str, Any, str]]) -> tuple[list[dict[str, Any]], list[str]]:
         records: list[dict[str, Any]] = []
         lines: list[str] = []
         prev, seq = self._last_hash, self._seq
-        for kind, data in events:
+        for kind, data, ts in events:
             seq += 1
-            record = {"data": data, "prev": prev, "seq": seq, "ts": _utc_now(), "type": kind}
+            record = {"data": data, "prev": prev, "seq": seq, "ts": ts, "type": kind}
             if self._signer is not None and len(records) == len(events) - 1:
-                # the last record of a write: its signature vouches for the chain so far
+                # the last record of a commit: its signature vouches for the chain so far
                 record[AUTH_KEY] = self._signer.auth(canonical_json(record))
             line, prev = _seal(record)
             record["sha256"] = prev
@@ -351,8 +414,8 @@ class JournalWriter:
             lines.append(line)
         return records, lines
 
-    def _write(self, payload: bytes, last: Mapping[str, Any]) -> None:
-        """Write and fsync `payload`, whose last record is `last`; the chain then ends there."""
+    def _write(self, payload: bytes, records: list[dict[str, Any]]) -> None:
+        """Write and fsync `payload`, the lines of `records`; the chain then ends at the last."""
         if self._file.closed:
             raise ValueError(f"incident log {self._path} is closed")
         end = self._file.tell() + len(payload)
@@ -369,17 +432,24 @@ class JournalWriter:
         finally:
             # Bytes in the file are in the chain even when SIGINT lands during the flush
             # or fsync: run.interrupted must follow them, not reuse their seq (tampered).
+            # Records that never reached it stay deferred, for the next commit.
             if not self._file.closed and self._file.tell() == end:
-                self._seq, self._last_hash = last["seq"], last["sha256"]
+                self._seq, self._last_hash = records[-1]["seq"], records[-1]["sha256"]
+                del self._pending[: len(records)]
 
     def close(self) -> None:
         """Close the file; safe to call twice, never raises. Does not write run.finished.
 
-        After a failed write the buffer may still hold bytes the disk will not take;
-        closing drops them (the chain already ends before them) rather than raise a
-        second error over the first.
+        Records still deferred are committed first while the log can take them
+        (they happened; a run that ends without its final record is truncated
+        either way). After a failed write the buffer may still hold bytes the
+        disk will not take; closing drops them (the chain already ends before
+        them) rather than raise a second error over the first.
         """
         with self._lock:
+            if self._pending and self._failure is None and not self._file.closed:
+                with contextlib.suppress(LogDirError, ValueError):
+                    self._commit()
             try:
                 self._file.close()
             except OSError as exc:

@@ -283,6 +283,35 @@ def verify_log(path: Path | str) -> Verification:
         return _verify(iter(reader), lambda: reader.partial)
 
 
+class VerifyingReader:
+    """A log's lines in chunks, each chunk verified before it is handed out.
+
+    For a reader that needs the records (a report): the file is read and hashed
+    once, and no line is used before the chain vouches for it. Iterate it once;
+    `verdict` is then what `verify_log` says of the same file. Lines from the
+    first bad one on are not handed out.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.verdict = _verdict(_Chain(), "not read yet", truncated=True)
+
+    def __iter__(self) -> Iterator[list[bytes]]:
+        reader = LineChunks(self._file)
+        chunks = iter(reader)
+        chain = _Chain()
+        for lines in chunks:
+            bad = chain.feed(lines)
+            if bad is None:
+                yield lines
+                continue
+            if bad:
+                yield lines[:bad]
+            self.verdict = _failure(chain, _rest_of(lines[bad:], chunks, lambda: reader.partial))
+            return
+        self.verdict = _ending(chain, reader.partial)
+
+
 class VerifiedRecords(list[dict[str, Any]]):
     """Records read from a file that `verify_log` just passed, with that verdict attached.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from runbook.log.records import StepStatus
-from runbook.report.incident import Incident, StepReport, TimelineEntry, os_user
+from runbook.report.incident import SHOW_ALL, Incident, StepReport, TimelineEntry, os_user
 from runbook.report.sla import format_duration
 
 _CSS = """
@@ -188,16 +188,35 @@ def _steps(incident: Incident) -> str:
         fails = "".join(
             f"<br><code>{_e(f.expr)}</code> {_e(f.message)} (seq {f.seq})" for f in s.failures
         )
+        fails += _more(s.failures_omitted, "failures")
+        hosts += _more(s.hosts_omitted, "hosts")
         rows.append(
             f"<tr><td>{_e(s.id)}</td><td>{_e(s.phase)}</td><td>{_e(s.kind)}</td>"
             f"<td>{_status(s.status)}{fails}{hosts}</td><td>{_took(s.elapsed)}{bar}</td>"
             f"<td>{_confirmation(s)}</td><td class=mono>{s.seq}</td></tr>"
+        )
+    omitted = incident.omitted
+    if omitted.steps:
+        tally = "; ".join(f"{kind}: {omitted.tally(kind)}" for kind in omitted.step_counts)
+        rows.append(
+            f'<tr><td colspan="7">… {omitted.steps:,} more step executions from seq '
+            f"{omitted.steps_first_seq} on, not listed: the report keeps the first "
+            f"{omitted.limits.steps:,} ({_e(tally)}); {_e(SHOW_ALL)}</td></tr>"
         )
     head = (
         "<tr><th>step</th><th>phase</th><th>kind</th><th>status</th><th>took</th>"
         "<th>confirmation</th><th>seq</th></tr>"
     )
     return f'<section id="steps"><h2>Steps</h2><table>{head}{"".join(rows)}</table></section>'
+
+
+def _more(count: int, what: str) -> str:
+    return f"<br>… {count:,} more {what} not listed (report limit)" if count else ""
+
+
+def _abridged(incident: Incident) -> str:
+    summary = incident.omitted.summary()
+    return f'<p role="note"><strong>Abridged:</strong> {_e(summary)}</p>' if summary else ""
 
 
 def _footer(incident: Incident) -> str:
@@ -222,6 +241,7 @@ def render(incident: Incident) -> str:
         [
             f"<header><h1>{_e(title)}</h1>{_facts(incident)}</header>",
             _banner(incident),
+            _abridged(incident),
             _sla(incident),
             _timeline(incident),
             _steps(incident),

@@ -2,23 +2,52 @@
 
 Each format (Markdown, JSON, JUnit, HTML) is a view of the same model, so they
 cannot disagree about what happened, and each fact keeps the `seq` of the
-record it came from so a reader can check it against the log. `build_incident`
-is a pure function of the records (plus the SLA table): the same log always
-gives the same Incident, which is what makes reports reproducible. It is
-tolerant like `logview`: missing keys are left out, an unfinished step is
-`incomplete`, and the chain verdict says how far the log can be trusted.
+record it came from so a reader can check it against the log. The model is
+built by `IncidentBuilder`, fed one record at a time in log order, so a report
+reads a log once and keeps no records (`runbook.report.reader` reads a file that
+way, verifying each line before it is used). It is bounded, like the log bounds each
+value: past `Limits` (far beyond an ordinary run) it keeps the first step
+executions and the first and last timeline entries (and every SLA milestone), and
+counts the rest, which each format then says it left out. It is a pure function
+of the records (plus the SLA table): the same log always gives the same Incident,
+which is what makes reports reproducible. It is tolerant like `logview`: missing
+keys are left out, an unfinished step is `incomplete`, and the chain verdict says
+how far the log can be trusted.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.log.records import FINAL_TYPES, RecordType, StepStatus
 from runbook.log.verify import Verification, verify_records
 from runbook.report import sla
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a long log the model keeps in detail; the rest is counted.
+
+    An ordinary run is far inside every limit, and its report lists everything.
+    `host_results` bounds the per-host outcomes held by the kept step executions
+    together, `failures` their failures and confirmations (an attempt's hosts and
+    failures are let go when the next attempt starts).
+    """
+
+    steps: int = 2_000
+    timeline_head: int = 1_000
+    timeline_tail: int = 200
+    host_results: int = 50_000
+    failures: int = 20_000
+    observer_errors: int = 100
+    open_steps: int = 10_000
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -61,7 +90,11 @@ class Confirmation:
 
 @dataclass
 class StepReport:
-    """One execution of a step; a step visited twice (goto) appears twice."""
+    """One execution of a step; a step visited twice (goto) appears twice.
+
+    The `*_omitted` counts are what `Limits` left out of the lists (the latest
+    confirmation is always kept); they are 0 for an ordinary run.
+    """
 
     id: str
     phase: str
@@ -80,6 +113,9 @@ class StepReport:
     confirmations: list[Confirmation] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     hosts: dict[str, HostResult] = field(default_factory=dict)
+    hosts_omitted: int = 0
+    failures_omitted: int = 0
+    confirmations_omitted: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +129,85 @@ class TimelineEntry:
     status: str
     text: str
     milestones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TimelineGap(TimelineEntry):
+    """Where a long timeline leaves `count` entries out: from `seq` (at `ts`) to `last_seq`.
+
+    Its status is `omitted` and its text says so, so a format that lists it like
+    any entry still tells the reader what is missing and where to find it.
+    """
+
+    count: int = 0
+    last_seq: int = 0
+
+
+OMITTED = "omitted"
+"""The `status` of a `TimelineGap`."""
+
+SHOW_ALL = "`runbook log show LOG` lists every record"
+
+
+@dataclass(frozen=True)
+class Omissions:
+    """What the report of a long log leaves out to stay bounded; all zero for an ordinary run.
+
+    `steps` executions beyond `limits.steps` (seq `steps_first_seq`..`steps_last_seq`)
+    are counted by kind and outcome in `step_counts` (`{"check": {"failed": 3}}`; a
+    kind or outcome outside the vocabulary counts as `other`). `timeline` is the
+    entries the gaps stand for; `host_results` and `failures` what kept steps
+    left out of their lists (`failures` counts confirmations too).
+    """
+
+    limits: Limits = DEFAULT_LIMITS
+    steps: int = 0
+    steps_first_seq: int = 0
+    steps_last_seq: int = 0
+    step_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    timeline: int = 0
+    observer_errors: int = 0
+    host_results: int = 0
+    failures: int = 0
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.steps, self.timeline, self.host_results, self.failures, self.observer_errors)
+        )
+
+    def counted(self, kind: str, statuses: Iterable[str] | None = None) -> int:
+        """Omitted executions of `kind` (with one of `statuses`, if given)."""
+        counts = self.step_counts.get(kind, {})
+        if statuses is None:
+            return sum(counts.values())
+        return sum(counts.get(status, 0) for status in statuses)
+
+    def tally(self, kind: str) -> str:
+        """`170,000 passed, 28,000 failed` for the omitted executions of `kind`."""
+        counts = self.step_counts.get(kind, {})
+        return ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+
+    def summary(self) -> str:
+        """One sentence naming every limit that was reached (empty if none was)."""
+        parts = []
+        if self.steps:
+            parts.append(f"the first {self.limits.steps:,} step executions")
+        if self.timeline:
+            parts.append(
+                f"the first {self.limits.timeline_head:,} and last "
+                f"{self.limits.timeline_tail:,} timeline entries and every SLA milestone"
+            )
+        if self.host_results:
+            parts.append(f"{self.limits.host_results:,} host results in all")
+        if self.failures:
+            parts.append(f"{self.limits.failures:,} failures and confirmations in all")
+        if self.observer_errors:
+            parts.append(f"the first {self.limits.observer_errors:,} observer errors")
+        if not parts:
+            return ""
+        return f"This log is too long to list in full: this report keeps {'; '.join(parts)}; " + (
+            f"every section that is cut says how much it left out, and {SHOW_ALL}."
+        )
 
 
 @dataclass(frozen=True)
@@ -122,6 +237,7 @@ class Incident:
     timeline: tuple[TimelineEntry, ...]
     observer_errors: tuple[TimelineEntry, ...]
     verification: Verification
+    omitted: Omissions = Omissions()
 
     @property
     def actions(self) -> list[StepReport]:
@@ -143,10 +259,14 @@ class Incident:
 _BAD_CHECK = frozenset(
     {StepStatus.FAILED, StepStatus.ERROR, StepStatus.TIMEOUT, StepStatus.INCOMPLETE}
 )
+BAD_CHECK_STATUSES = _BAD_CHECK
+"""A check with one of these outcomes is listed under the failed checks."""
 
 
 def _data(record: Mapping[str, Any]) -> Mapping[str, Any]:
     data = record.get("data")
+    if type(data) is dict:  # nearly always, and much quicker to ask than Mapping
+        return data
     return data if isinstance(data, Mapping) else {}
 
 
@@ -193,50 +313,346 @@ def _seconds(value: Any) -> float | None:
     return seconds if math.isfinite(seconds) else None
 
 
-class _Builder:
-    """Walks the records once, keeping open steps by id and the timeline so far."""
+# A timeline line while the log is read: (seq, ts, phase, step, status, text, pinned).
+# Plain tuples, because most lines of a long log are counted and dropped; `pinned`
+# marks a record that stopped an SLA clock, which is kept wherever it falls.
+_Line = tuple[int, str, str, str, str, str, bool]
 
-    def __init__(self, milestones: Mapping[int, tuple[str, ...]]) -> None:
+
+class _Gap:
+    """Consecutive timeline lines left out: how many, and the first one's seq and time."""
+
+    def __init__(self, line: _Line) -> None:
+        self.count, self.seq, self.ts, self.last_seq = 1, line[0], line[1], line[0]
+
+    def add(self, line: _Line) -> None:
+        self.count += 1
+        self.last_seq = line[0]
+
+    def merge(self, other: _Gap) -> None:
+        self.count += other.count
+        self.last_seq = other.last_seq
+
+    def entry(self) -> TimelineGap:
+        seqs = f"seq {self.seq}–{self.last_seq}" if self.count > 1 else f"seq {self.seq}"
+        noun = "entry" if self.count == 1 else "entries"
+        text = f"{self.count:,} more timeline {noun} ({seqs}) not shown: {SHOW_ALL}"
+        return TimelineGap(
+            self.seq, self.ts, "", "", OMITTED, text, count=self.count, last_seq=self.last_seq
+        )
+
+
+class _Timeline:
+    """The first `head` lines, the last `tail`, and the pinned ones between, with gaps."""
+
+    def __init__(self, head: int, tail: int) -> None:
+        self.head_limit, self.tail_limit = head, tail
+        self.head: list[_Line] = []
+        self.middle: list[_Line | _Gap] = []
+        self.tail: deque[_Line] = deque()
+        self.omitted = 0
+
+    def add(self, line: _Line) -> None:
+        if len(self.head) < self.head_limit:
+            self.head.append(line)
+            return
+        self.tail.append(line)
+        if len(self.tail) > self.tail_limit:
+            self._drop(self.tail.popleft())
+
+    def _drop(self, line: _Line) -> None:
+        last = self.middle[-1] if self.middle else None
+        if line[6]:
+            self.middle.append(line)
+        elif isinstance(last, _Gap):
+            last.add(line)
+        else:
+            self.middle.append(_Gap(line))
+
+    def entries(self, milestones: Mapping[int, tuple[str, ...]]) -> list[TimelineEntry]:
+        """Every kept line as an entry with its final milestones, a gap for each run left out.
+
+        A line pinned for a clock that a later `incident.mark` took over is no
+        milestone after all: it joins the gaps around it.
+        """
+        middle: list[_Line | _Gap] = []
+        self.omitted = 0
+        for item in self.middle:
+            if isinstance(item, tuple) and item[0] not in milestones:
+                item = _Gap(item)
+            before = middle[-1] if middle else None
+            if isinstance(item, _Gap) and isinstance(before, _Gap):
+                before.merge(item)
+            else:
+                middle.append(item)
+        entries: list[TimelineEntry] = []
+        for item in [*self.head, *middle, *self.tail]:
+            if isinstance(item, _Gap):
+                entries.append(item.entry())
+                self.omitted += item.count
+            else:
+                seq, ts, phase, step, status, text, _ = item
+                entries.append(
+                    TimelineEntry(seq, ts, phase, step, status, text, milestones.get(seq, ()))
+                )
+        return entries
+
+
+class _StepTally:
+    """Step executions past `Limits.steps`: counted by kind and outcome, not kept."""
+
+    _KINDS = frozenset({"check", "action"})
+    _STATUSES = frozenset(StepStatus)
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_seq: int | None = None
+        self.last_seq = 0
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def start(self, seq: int) -> None:
+        """An execution past the limit begins at `seq`."""
+        if self.first_seq is None:
+            self.first_seq = seq
+
+    def add(self, step: StepReport, seq: int) -> None:
+        """That execution ended at `seq`, as `step` tells."""
+        kind = step.kind if step.kind in self._KINDS else "other"
+        status = str(step.status) if step.status in self._STATUSES else "other"
+        by_status = self.counts.setdefault(kind, {})
+        by_status[status] = by_status.get(status, 0) + 1
+        self.count += 1
+        self.last_seq = max(self.last_seq, seq)
+
+
+class IncidentBuilder:
+    """Builds the Incident from records fed one at a time, in log order, in bounded memory.
+
+    The first record fed is taken as the header. `feed` takes a parsed record;
+    `skip` counts one the caller did not parse because nothing here reads its type
+    (see `runbook.report.reader`). `finish` turns what was fed into the Incident.
+    """
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self.records = 0
+        self.header: Mapping[str, Any] | None = None
+        self.watch: sla.ClockWatch | None = None
+        self.last: Mapping[str, Any] | None = None
         self.steps: list[StepReport] = []
         self.open: dict[str, StepReport] = {}
-        self.timeline: list[TimelineEntry] = []
-        self.observer_errors: list[TimelineEntry] = []
-        self.milestones = milestones
+        self.unkept: set[str] = set()  # ids of open executions past `limits.steps`
+        self.tally = _StepTally()
+        self.timeline = _Timeline(limits.timeline_head, limits.timeline_tail)
+        self.observer_errors: list[_Line] = []
+        self.observer_errors_omitted = 0
+        self.hosts_left, self.failures_left = limits.host_results, limits.failures
+        self._stopped: str | None = None  # the clock the record being fed stopped, if any
+
+    # -- feeding -----------------------------------------------------------------------
+
+    def feed(self, record: Mapping[str, Any]) -> None:
+        """Add one record (a parsed log line) to the story."""
+        self.records += 1
+        seq = record.get("seq")
+        if type(seq) is not int:  # as sla.record_seq: not a bool, not anything else
+            seq = -1
+        if self.watch is None:
+            self.header, self.watch = record, sla.ClockWatch(record)
+            head = _data(record)
+            who = claimed_vs_os(str(head.get("operator", "?")), _mapping(head.get("identity")))
+            self.say(record, seq, f"run started by {who} on {head.get('host', '?')}")
+            return
+        self.last = record
+        kind = record.get("type", "")
+        if type(kind) is not str:  # a log from elsewhere: anything JSON can hold
+            kind = str(kind)
+        self._stopped = self.watch.feed(record) if kind in sla.CLOCK_TYPES else None
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, record, _data(record), seq)
+        elif self._stopped is not None:
+            self.say(record, seq, f"{kind}: {_data(record).get('note', '')}".strip())
+
+    def skip(self, kind: str) -> None:
+        """Count a record of type `kind` that was not parsed (its type tells no part of
+        the story: see `TOLD`)."""
+        self.records += 1
+        self.last = {"type": kind}
+
+    def say(
+        self,
+        record: Mapping[str, Any],
+        seq: int,
+        text: str,
+        step: StepReport | None = None,
+        status: str = "",
+    ) -> _Line:
+        """Add a timeline line for `record` (at `seq`); it is kept wherever it falls if
+        the record stopped an SLA clock."""
+        line = (
+            seq,
+            str(record.get("ts", "")),
+            step.phase if step else "",
+            step.id if step else "",
+            status,
+            text,
+            self._stopped is not None,
+        )
+        self.timeline.add(line)
+        return line
+
+    def observer_error(self, line: _Line) -> None:
+        if len(self.observer_errors) < self.limits.observer_errors:
+            self.observer_errors.append(line)
+        else:
+            self.observer_errors_omitted += 1
+
+    # -- step executions ---------------------------------------------------------------
 
     def step(self, data: Mapping[str, Any], seq: int) -> StepReport:
+        """The open execution of the step `data` names, started here if there is none."""
         sid = str(data.get("step", "?"))
         found = self.open.get(sid)
         if found is None:
             found = StepReport(sid, str(data.get("phase", "")), str(data.get("kind", "")), seq=seq)
+            if len(self.open) >= self.limits.open_steps:  # a log only a generator writes
+                self.close(next(iter(self.open.values())), seq)
             self.open[sid] = found
-            self.steps.append(found)
+            if len(self.steps) < self.limits.steps:
+                self.steps.append(found)
+            else:
+                self.unkept.add(sid)
+                self.tally.start(seq)
         return found
 
-    def say(
-        self, record: Mapping[str, Any], text: str, step: StepReport | None = None, status: str = ""
-    ) -> None:
-        seq = sla.record_seq(record)
-        self.timeline.append(
-            TimelineEntry(
-                seq=seq,
-                ts=str(record.get("ts", "")),
-                phase=step.phase if step else "",
-                step=step.id if step else "",
-                status=status,
-                text=text,
-                milestones=self.milestones.get(seq, ()),
-            )
+    def close(self, step: StepReport, seq: int) -> None:
+        """The execution ended (finished, skipped, or given up on): no record adds to it."""
+        self.open.pop(step.id, None)
+        if step.id in self.unkept:
+            self.unkept.discard(step.id)
+            self.tally.add(step, seq)
+
+    def keeps(self, step: StepReport) -> bool:
+        """Whether this execution is one the Incident lists (not one past `limits.steps`)."""
+        return step.id not in self.unkept
+
+    def new_attempt(self, step: StepReport) -> None:
+        """The last attempt is the one that counts: let the previous one's go."""
+        self.hosts_left += len(step.hosts)
+        self.failures_left += len(step.failures)
+        step.failures, step.hosts = [], {}
+        step.failures_omitted = step.hosts_omitted = 0
+
+    def add_failure(self, step: StepReport, failure: Failure) -> None:
+        if not self.keeps(step):
+            return
+        if self.failures_left > 0:
+            step.failures.append(failure)
+            self.failures_left -= 1
+        else:
+            step.failures_omitted += 1
+
+    def set_host(self, step: StepReport, result: HostResult, *, count_omitted: bool) -> None:
+        """Record a host's outcome; one not kept for want of room is counted if asked
+        (a host's result counts it, its failed expectation is counted as a failure)."""
+        if not self.keeps(step):
+            return
+        if result.host in step.hosts:
+            step.hosts[result.host] = result
+        elif self.hosts_left > 0:
+            step.hosts[result.host] = result
+            self.hosts_left -= 1
+        elif count_omitted:
+            step.hosts_omitted += 1
+
+    def add_confirmation(self, step: StepReport, confirmation: Confirmation) -> None:
+        """Keep it; out of room, it replaces the last one kept (the latest decides)."""
+        if not self.keeps(step):
+            return
+        if self.failures_left > 0:
+            step.confirmations.append(confirmation)
+            self.failures_left -= 1
+        elif not step.confirmations:
+            step.confirmations.append(confirmation)  # who let it run is never left out
+        else:
+            step.confirmations[-1] = confirmation
+            step.confirmations_omitted += 1
+
+    # -- the result ---------------------------------------------------------------------
+
+    def finish(
+        self,
+        verification: Verification,
+        targets: Mapping[str, sla.SlaTarget] | None = None,
+    ) -> Incident:
+        """The Incident told by what was fed; `targets` defaults to `sla.DEFAULT_TARGETS`.
+
+        Raises ValueError if nothing was fed.
+        """
+        if self.header is None or self.watch is None:
+            raise ValueError("an empty log describes no incident")
+        for step in list(self.open.values()):
+            self.close(step, step.seq)
+        header, head = self.header, _data(self.header)
+        book = _mapping(head.get("runbook"))
+        marks = self.watch.clocks()
+        severity = sla.severity_of([header])
+        target = (sla.DEFAULT_TARGETS if targets is None else targets).get(severity)
+        milestones = _milestones(marks)
+        timeline = self.timeline.entries(milestones)
+        identity = _mapping(head.get("identity"))
+        last = self.last if self.records > 1 else None
+        end = _data(last) if last and str(last.get("type")) in FINAL_TYPES else {}
+        status = str(end.get("status", StepStatus.INTERRUPTED if end else StepStatus.INCOMPLETE))
+        exit_code = end.get("exit_code")
+        tally = self.tally
+        return Incident(
+            title=str(book.get("title") or book.get("name") or "?"),
+            runbook=str(book.get("name", "?")),
+            severity=severity,
+            run_id=str(head.get("run_id", "")),
+            operator=str(head.get("operator", "")),
+            host=str(head.get("host", "")),
+            dry_run=bool(head.get("dry_run", False)),
+            params=dict(_mapping(head.get("params"))),
+            runbook_sha256=str(book.get("sha256", "")),
+            identity=dict(identity),
+            signing_key=str(_mapping(head.get("signing")).get("fingerprint", "")),
+            started=marks.started.ts,
+            ended=str(last.get("ts", "")) if end and last else "",
+            status=status,
+            exit_code=exit_code if _is_int(exit_code) else None,
+            reason=str(end.get("reason") or ""),
+            clocks=marks,
+            target=target,
+            sla=tuple(sla.sla_lines(marks, target)),
+            steps=tuple(self.steps),
+            timeline=tuple(timeline),
+            observer_errors=tuple(
+                TimelineEntry(*line[:6], milestones.get(line[0], ()))
+                for line in self.observer_errors
+            ),
+            verification=verification,
+            omitted=Omissions(
+                limits=self.limits,
+                steps=tally.count,
+                steps_first_seq=tally.first_seq or 0,
+                steps_last_seq=tally.last_seq,
+                step_counts={
+                    kind: dict(sorted(n.items())) for kind, n in sorted(tally.counts.items())
+                },
+                timeline=self.timeline.omitted,
+                observer_errors=self.observer_errors_omitted,
+                host_results=sum(s.hosts_omitted for s in self.steps),
+                failures=sum(s.failures_omitted + s.confirmations_omitted for s in self.steps),
+            ),
         )
 
-    def feed(self, record: Mapping[str, Any]) -> None:
-        handler = _HANDLERS.get(str(record.get("type", "")))
-        if handler is not None:
-            handler(self, record, _data(record), sla.record_seq(record))
-        elif sla.record_seq(record) in self.milestones:
-            self.say(record, f"{record.get('type')}: {_data(record).get('note', '')}".strip())
 
-
-def _on_started(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
+def _on_started(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
     step = b.step(d, seq)
     step.executor, step.title = str(d.get("executor", "")), str(d.get("title", ""))
     step.started, step.seq, step.verifies = (
@@ -245,51 +661,60 @@ def _on_started(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], se
         str(d.get("verifies", "")),
     )
     if step.kind == "action":
-        b.say(record, f"action started: {step.title or step.id}", step, "started")
+        b.say(record, seq, f"action started: {step.title or step.id}", step, "started")
 
 
-def _on_attempt(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
-    step = b.step(d, seq)
-    step.failures, step.hosts = [], {}  # the last attempt is the one that counts
+def _on_attempt(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
+    b.new_attempt(b.step(d, seq))
 
 
-def _on_result(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
+def _on_result(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
     step = b.step(d, seq)
     fields = d.get("fields")
     if isinstance(fields, Mapping) and fields.get("answer") is not None:
         step.answer = str(fields["answer"])
     hosts = d.get("hosts")
-    for host, result in sorted(hosts.items()) if isinstance(hosts, Mapping) else []:
-        result = result if isinstance(result, Mapping) else {}
-        status = (
-            StepStatus.PASSED
-            if result.get("ok")
-            else StepStatus.TIMEOUT
-            if result.get("timed_out")
-            else StepStatus.ERROR
-        )
-        step.hosts[str(host)] = HostResult(str(host), status, str(result.get("error") or ""), seq)
+    if isinstance(hosts, Mapping) and hosts and b.keeps(step):
+        for host, result in sorted(hosts.items()):
+            result = result if isinstance(result, Mapping) else {}
+            status = (
+                StepStatus.PASSED
+                if result.get("ok")
+                else StepStatus.TIMEOUT
+                if result.get("timed_out")
+                else StepStatus.ERROR
+            )
+            found = HostResult(str(host), status, str(result.get("error") or ""), seq)
+            b.set_host(step, found, count_omitted=True)
     if d.get("ok", True) is False:
         error = str(d.get("error") or "error")
-        step.failures.append(Failure(seq, error))
-        b.say(record, f"attempt {d.get('attempt', '?')} error: {error}", step, StepStatus.ERROR)
+        b.add_failure(step, Failure(seq, error))
+        b.say(
+            record, seq, f"attempt {d.get('attempt', '?')} error: {error}", step, StepStatus.ERROR
+        )
 
 
-def _on_expectation(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
+def _on_expectation(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
     if d.get("passed", True):
         return
     step = b.step(d, seq)
     host, message = str(d.get("host") or ""), str(d.get("message", ""))
-    step.failures.append(Failure(seq, message, str(d.get("expr", "")), host))
+    b.add_failure(step, Failure(seq, message, str(d.get("expr", "")), host))
     if host:
-        step.hosts[host] = HostResult(host, StepStatus.FAILED, message, seq)
+        b.set_host(step, HostResult(host, StepStatus.FAILED, message, seq), count_omitted=False)
     where = f" on {host}" if host else ""
     text = f"expectation failed{where} `{d.get('expr', '?')}`: {message}"
-    b.say(record, text, step, StepStatus.FAILED)
+    b.say(record, seq, text, step, StepStatus.FAILED)
 
 
 def _on_confirmation(
-    b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
 ) -> None:
     step = b.step(d, seq)
     identity = _mapping(d.get("identity"))
@@ -304,64 +729,78 @@ def _on_confirmation(
         os_user=str(identity.get("os_user", "")),
         os_uid=uid if isinstance(uid, int) and not isinstance(uid, bool) else None,
     )
-    step.confirmations.append(confirmation)
+    b.add_confirmation(step, confirmation)
     verdict = "accepted" if confirmation.accepted else "declined"
     via = f" via {confirmation.method}" if confirmation.method else ""
     who = claimed_vs_os(confirmation.operator, identity)
-    b.say(record, f"{verdict} by {who}{via}: {confirmation.prompt}", step, verdict)
+    b.say(record, seq, f"{verdict} by {who}{via}: {confirmation.prompt}", step, verdict)
 
 
-def _on_retry(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
+def _on_retry(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
     step = b.step(d, seq)
     delay = _seconds(d.get("delay"))
     wait = f" in {sla.format_duration(delay)}" if delay is not None else ""
     of = f" of {d['attempts']}" if d.get("attempts") else ""
     next_try = d.get("next_attempt", "?")
     text = f"{d.get('reason', 'failed')}, retrying{wait} (attempt {next_try}{of})"
-    b.say(record, text, step, "retry")
+    b.say(record, seq, text, step, "retry")
 
 
-def _on_finished(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
+def _on_finished(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
     step = b.step(d, seq)
-    b.open.pop(step.id, None)
     step.status, step.finished, step.seq = str(d.get("status", "?")), str(record.get("ts", "")), seq
     step.elapsed, step.message = _seconds(d.get("elapsed")), str(d.get("message") or "")
     attempts = d.get("attempts")
     step.attempts = attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0
+    b.close(step, seq)
     took = f" in {sla.format_duration(step.elapsed)}" if step.elapsed is not None else ""
     why = f": {step.message}" if step.message and step.status != StepStatus.PASSED else ""
     answer = f" (answer: {step.answer})" if step.answer is not None else ""
-    b.say(record, f"{step.kind} {step.status}{took}{answer}{why}", step, step.status)
+    b.say(record, seq, f"{step.kind} {step.status}{took}{answer}{why}", step, step.status)
 
 
-def _on_skipped(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
+def _on_skipped(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
     step = b.step(d, seq)
-    b.open.pop(step.id, None)
     step.status, step.message, step.seq = StepStatus.SKIPPED, str(d.get("reason", "")), seq
-    b.say(record, f"{step.kind} skipped: {step.message}", step, StepStatus.SKIPPED)
+    b.close(step, seq)
+    b.say(record, seq, f"{step.kind} skipped: {step.message}", step, StepStatus.SKIPPED)
 
 
-def _on_planned(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
-    b.say(record, f"would run: {d.get('summary', '?')}", b.step(d, seq), StepStatus.PLANNED)
+def _on_planned(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
+    b.say(record, seq, f"would run: {d.get('summary', '?')}", b.step(d, seq), StepStatus.PLANNED)
 
 
-def _on_observer(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
-    b.say(record, f"observer error: {d.get('message', '')}", None, StepStatus.ERROR)
-    b.observer_errors.append(b.timeline[-1])
+def _on_observer(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
+    line = b.say(record, seq, f"observer error: {d.get('message', '')}", None, StepStatus.ERROR)
+    b.observer_error(line)
 
 
-def _on_run_end(b: _Builder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int) -> None:
+def _on_run_end(
+    b: IncidentBuilder, record: Mapping[str, Any], d: Mapping[str, Any], seq: int
+) -> None:
     if record.get("type") == RecordType.RUN_INTERRUPTED:
         during = f" during {d['step']}" if d.get("step") else ""
         text = f"run interrupted{during}: {d.get('reason', '')}"
-        b.say(record, text, None, StepStatus.INTERRUPTED)
+        b.say(record, seq, text, None, StepStatus.INTERRUPTED)
         return
     reason = f": {d['reason']}" if d.get("reason") else ""
     status = str(d.get("status", "?"))
-    b.say(record, f"run finished {status} (exit {d.get('exit_code', '?')}){reason}", None, status)
+    b.say(
+        record, seq, f"run finished {status} (exit {d.get('exit_code', '?')}){reason}", None, status
+    )
 
 
-_Handler = Any
+_Handler = Callable[[IncidentBuilder, Mapping[str, Any], Mapping[str, Any], int], None]
 _HANDLERS: dict[str, _Handler] = {
     RecordType.STEP_STARTED: _on_started,
     RecordType.STEP_ATTEMPT: _on_attempt,
@@ -377,6 +816,10 @@ _HANDLERS: dict[str, _Handler] = {
     RecordType.RUN_INTERRUPTED: _on_run_end,
 }
 
+TOLD = frozenset({*_HANDLERS, RecordType.INCIDENT_MARK})
+"""The record types the Incident is told from (and the header). In a verified log
+(one record per seq) a record of any other type can change nothing in it."""
+
 
 def _milestones(marks: sla.Clocks) -> dict[int, tuple[str, ...]]:
     by_seq: dict[int, tuple[str, ...]] = {}
@@ -390,6 +833,7 @@ def _milestones(marks: sla.Clocks) -> dict[int, tuple[str, ...]]:
 def build_incident(
     records: Sequence[Mapping[str, Any]],
     targets: Mapping[str, sla.SlaTarget] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Incident:
     """The Incident told by `records` (verified or not: `verification` says which).
 
@@ -397,44 +841,7 @@ def build_incident(
     """
     if not records:
         raise ValueError("an empty log describes no incident")
-    header, head = records[0], _data(records[0])
-    book = head.get("runbook") if isinstance(head.get("runbook"), Mapping) else {}
-    assert isinstance(book, Mapping)
-    marks = sla.clocks(records)
-    severity = sla.severity_of(records)
-    target = (sla.DEFAULT_TARGETS if targets is None else targets).get(severity)
-    builder = _Builder(_milestones(marks))
-    identity = _mapping(head.get("identity"))
-    who = claimed_vs_os(str(head.get("operator", "?")), identity)
-    builder.say(header, f"run started by {who} on {head.get('host', '?')}")
-    for record in records[1:]:
+    builder = IncidentBuilder(limits)
+    for record in records:
         builder.feed(record)
-    last = records[-1] if len(records) > 1 else None
-    end = _data(last) if last and str(last.get("type")) in FINAL_TYPES else {}
-    status = str(end.get("status", StepStatus.INTERRUPTED if end else StepStatus.INCOMPLETE))
-    exit_code = end.get("exit_code")
-    return Incident(
-        title=str(book.get("title") or book.get("name") or "?"),
-        runbook=str(book.get("name", "?")),
-        severity=severity,
-        run_id=str(head.get("run_id", "")),
-        operator=str(head.get("operator", "")),
-        host=str(head.get("host", "")),
-        dry_run=bool(head.get("dry_run", False)),
-        params=dict(_mapping(head.get("params"))),
-        runbook_sha256=str(book.get("sha256", "")),
-        identity=dict(identity),
-        signing_key=str(_mapping(head.get("signing")).get("fingerprint", "")),
-        started=marks.started.ts,
-        ended=str(last.get("ts", "")) if end and last else "",
-        status=status,
-        exit_code=exit_code if _is_int(exit_code) else None,
-        reason=str(end.get("reason") or ""),
-        clocks=marks,
-        target=target,
-        sla=tuple(sla.sla_lines(marks, target)),
-        steps=tuple(builder.steps),
-        timeline=tuple(builder.timeline),
-        observer_errors=tuple(builder.observer_errors),
-        verification=verify_records(records),
-    )
+    return builder.finish(verify_records(records), targets)

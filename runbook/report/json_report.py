@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from runbook.report.incident import Incident, StepReport, TimelineEntry
+from runbook.report.incident import Incident, Omissions, StepReport, TimelineEntry
 from runbook.report.sla import Mark
 
 REPORT_FORMAT = 1
@@ -23,6 +23,15 @@ def _mark(mark: Mark | None) -> dict[str, Any] | None:
 
 
 def _step(step: StepReport) -> dict[str, Any]:
+    cut = {
+        key: count
+        for key, count in (
+            ("hosts_omitted", step.hosts_omitted),
+            ("failures_omitted", step.failures_omitted),
+            ("confirmations_omitted", step.confirmations_omitted),
+        )
+        if count
+    }
     return {
         "id": step.id,
         "phase": step.phase,
@@ -41,6 +50,7 @@ def _step(step: StepReport) -> dict[str, Any]:
         "confirmations": [dict(vars(c)) for c in step.confirmations],
         "failures": [dict(vars(f)) for f in step.failures],
         "hosts": [dict(vars(h)) for h in step.hosts.values()],
+        **cut,
     }
 
 
@@ -87,9 +97,39 @@ def _verification(incident: Incident) -> dict[str, Any]:
     }
 
 
+def _omitted(omitted: Omissions) -> dict[str, Any]:
+    limits = omitted.limits
+    return {
+        "summary": omitted.summary(),
+        "limits": {
+            "steps": limits.steps,
+            "timeline_head": limits.timeline_head,
+            "timeline_tail": limits.timeline_tail,
+            "host_results": limits.host_results,
+            "failures": limits.failures,
+            "observer_errors": limits.observer_errors,
+        },
+        "steps": {
+            "count": omitted.steps,
+            "first_seq": omitted.steps_first_seq if omitted.steps else None,
+            "last_seq": omitted.steps_last_seq if omitted.steps else None,
+            "by_kind": {kind: dict(counts) for kind, counts in omitted.step_counts.items()},
+        },
+        "timeline": omitted.timeline,
+        "observer_errors": omitted.observer_errors,
+        "host_results": omitted.host_results,
+        "failures": omitted.failures,
+    }
+
+
 def to_dict(incident: Incident) -> dict[str, Any]:
-    """The report as plain data (what `render` serialises)."""
+    """The report as plain data (what `render` serialises).
+
+    `omitted` is there only when the log was too long to list in full (see
+    `incident.Limits`); steps carry `*_omitted` counts only when theirs were cut.
+    """
     names = ("started", "detected", "acknowledged", "mitigated", "resolved")
+    cut = {"omitted": _omitted(incident.omitted)} if incident.omitted else {}
     return {
         "report_format": REPORT_FORMAT,
         "incident": {
@@ -116,6 +156,7 @@ def to_dict(incident: Incident) -> dict[str, Any]:
         "timeline": [_entry(entry) for entry in incident.timeline],
         "observer_errors": [_entry(entry) for entry in incident.observer_errors],
         "verification": _verification(incident),
+        **cut,
     }
 
 

@@ -11,11 +11,13 @@ output with escape codes cannot make the file unparsable.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
 import xml.etree.ElementTree as ET
 
 from runbook.log.records import StepStatus
-from runbook.report.incident import Incident, StepReport, os_user
+from runbook.report.incident import SHOW_ALL, Incident, StepReport, os_user
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ERRORS = frozenset(
@@ -41,31 +43,89 @@ def _outcome(case: ET.Element, status: str, message: str, detail: str) -> str:
     return "errors" if tag == "error" else "failures"
 
 
-def _detail(step: StepReport, host: str = "") -> str:
-    lines = [
-        f"seq {f.seq}: " + (f"{f.expr}: " if f.expr else "") + f.message
-        for f in step.failures
-        if not host or f.host in ("", host)
-    ]
-    if step.message:
-        lines.append(f"step {step.status} (seq {step.seq}): {step.message}")
-    return "\n".join(lines)
+_MAX_DETAIL = 100
+
+
+class _Details:
+    """A step's failure lines, for a test case of the whole step or of one host.
+
+    Worked out once per step: a fanned-out step has a test case per host, each
+    showing the failures of its host and those of no host in particular, in log order.
+    """
+
+    def __init__(self, step: StepReport) -> None:
+        self.step = step
+        self.shared: list[tuple[int, str]] = []
+        self.by_host: dict[str, list[tuple[int, str]]] = {}
+        for index, f in enumerate(step.failures):
+            line = f"seq {f.seq}: " + (f"{f.expr}: " if f.expr else "") + f.message
+            found = self.by_host.setdefault(f.host, []) if f.host else self.shared
+            found.append((index, line))
+
+    def text(self, host: str = "") -> str:
+        step = self.step
+        if host:
+            mine = self.by_host.get(host, [])
+            picked = heapq.merge(self.shared, mine)
+            total = len(self.shared) + len(mine)
+        else:
+            picked = heapq.merge(self.shared, *self.by_host.values())
+            total = len(step.failures)
+        lines = [line for _, line in itertools.islice(picked, _MAX_DETAIL)]
+        if total > _MAX_DETAIL:
+            lines.append(f"… {total - _MAX_DETAIL:,} more failures of this test case not listed")
+        if step.failures_omitted:
+            lines.append(f"… {step.failures_omitted:,} more failures not listed (report limit)")
+        if step.message:
+            lines.append(f"step {step.status} (seq {step.seq}): {step.message}")
+        return "\n".join(lines)
 
 
 def _cases(suite: ET.Element, incident: Incident, step: StepReport, counts: dict[str, int]) -> None:
     classname = f"{incident.runbook}.{step.phase or 'run'}"
     runs = (
         [(f"{step.id} [{h.host}]", h.status, h.message, h.host) for h in step.hosts.values()]
-        if step.hosts
+        if step.hosts or step.hosts_omitted
         else [(step.id, step.status, step.message, "")]
     )
+    if step.hosts_omitted:
+        more = f"{step.hosts_omitted:,} more hosts"
+        note = f"{more} not listed (report limit); the step {step.status}"
+        runs.append((f"{step.id} [{more}]", step.status, note, ""))
+    details = _Details(step)
     for name, outcome, message, host in runs:
         case = ET.SubElement(suite, "testcase", classname=_x(classname), name=_x(name))
         case.set("time", f"{step.elapsed or 0.0:.3f}")
-        bump = _outcome(case, outcome, message, _detail(step, host))
+        detail = details.text(host) if outcome != StepStatus.PASSED else ""
+        bump = _outcome(case, outcome, message, detail)
         counts["tests"] += 1
         if bump:
             counts[bump] += 1
+
+
+def _omitted_case(suite: ET.Element, incident: Incident, counts: dict[str, int]) -> None:
+    """One testcase for the step executions past the report's limit, failing if any failed."""
+    omitted = incident.omitted
+    totals: dict[str, int] = {}
+    for by_status in omitted.step_counts.values():
+        for status, n in by_status.items():
+            totals[status] = totals.get(status, 0) + n
+    tally = ", ".join(f"{n:,} {status}" for status, n in sorted(totals.items()))
+    failing = sorted(s for s in totals if s != StepStatus.PASSED and s not in _ERRORS | _SKIPS)
+    errors = sorted(s for s in totals if s in _ERRORS)
+    passed = StepStatus.PASSED if totals.get(StepStatus.PASSED) else StepStatus.SKIPPED
+    worst = (failing or errors or [passed])[0]
+    message = (
+        f"{omitted.steps:,} more step executions from seq {omitted.steps_first_seq} on, not "
+        f"listed: the report keeps the first {omitted.limits.steps:,} ({tally}); {SHOW_ALL}"
+    )
+    name = f"{omitted.steps:,} more step executions"
+    case = ET.SubElement(suite, "testcase", classname=_x(f"{incident.runbook}.omitted"), name=name)
+    case.set("time", "0.000")
+    bump = _outcome(case, worst, message, message)
+    counts["tests"] += 1
+    if bump:
+        counts[bump] += 1
 
 
 def render(incident: Incident) -> str:
@@ -89,6 +149,7 @@ def render(incident: Incident) -> str:
         ("signing_key", incident.signing_key or "none (unsigned log)"),
         ("operator_claimed", incident.operator),
         ("os_user", os_user(incident.identity)),
+        *([("abridged", incident.omitted.summary())] if incident.omitted else []),
     ):
         ET.SubElement(props, "property", name=name, value=_x(value))
     for key, param in incident.params.items():  # secrets are already *** in the log
@@ -96,6 +157,8 @@ def render(incident: Incident) -> str:
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for step in incident.steps:
         _cases(suite, incident, step, counts)
+    if incident.omitted.steps:
+        _omitted_case(suite, incident, counts)
     for key, count in counts.items():
         suite.set(key, str(count))
         root.set(key, str(count))

@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 
 from runbook.log.records import StepStatus
-from runbook.report.incident import Incident, StepReport, TimelineEntry, os_user
+from runbook.report.incident import (
+    SHOW_ALL,
+    Incident,
+    StepReport,
+    TimelineEntry,
+    TimelineGap,
+    os_user,
+)
 from runbook.report.sla import format_duration
 
 PLACEHOLDER = "> **TO BE WRITTEN BY THE RESPONDERS:**"
@@ -55,6 +62,11 @@ def _banner(incident: Incident) -> list[str]:
     ]
 
 
+def _abridged(incident: Incident) -> list[str]:
+    summary = incident.omitted.summary()
+    return [f"> **Abridged:** {_md(summary)}", ""] if summary else []
+
+
 def _params(incident: Incident) -> str:
     """As logged (secrets already `***`); JSON values so types stay visible."""
     if not incident.params:
@@ -74,6 +86,7 @@ def _header(incident: Incident) -> list[str]:
         f"# Incident Post-Mortem: {_md(incident.title)}",
         "",
         *_banner(incident),
+        *_abridged(incident),
         f"- **Severity**: {_md(incident.severity or 'unknown')}",
         f"- **Date**: {incident.started[:10]} (all times UTC)",
         f"- **Duration**: {_when(incident.started)} – {_when(incident.ended)}{took}",
@@ -135,6 +148,8 @@ def _sla(incident: Incident) -> list[str]:
 
 
 def _timeline_line(entry: TimelineEntry, day: str) -> str:
+    if isinstance(entry, TimelineGap):
+        return f"- `{_clock(entry.ts, day)}` … {_md(entry.text)}"
     step = f"**{_md(entry.step)}** " if entry.step else ""
     marks = f" ← _{', '.join(entry.milestones)}_" if entry.milestones else ""
     return f"- `{_clock(entry.ts, day)}` seq {entry.seq} — {step}{_md(entry.text)}{marks}"
@@ -163,10 +178,30 @@ def _confirmed(step: StepReport) -> str:
     return f"{verdict} by {_md(c.operator)}{via} ({os}seq {c.seq})"
 
 
+def _not_listed(incident: Incident, kind: str, statuses: frozenset[str], what: str) -> list[str]:
+    """The note under a list that `Limits.steps` cut: how many more, and their outcomes."""
+    omitted = incident.omitted
+    count = omitted.counted(kind, statuses)
+    if not count:
+        return []
+    counts = omitted.step_counts.get(kind, {})
+    outcomes = ", ".join(f"{counts[s]:,} {s}" for s in sorted(statuses) if counts.get(s))
+    return [
+        "",
+        f"… and {count:,} more {what} from seq {omitted.steps_first_seq} on ({_md(outcomes)}), "
+        f"not listed: the report keeps the first {omitted.limits.steps:,} step executions; "
+        f"{SHOW_ALL}.",
+    ]
+
+
+_ACTION_STATUSES = frozenset({*StepStatus, "other"} - {StepStatus.SKIPPED})
+
+
 def _actions(incident: Incident) -> list[str]:
     lines = ["## Actions taken", ""]
+    more = _not_listed(incident, "action", _ACTION_STATUSES, "actions")
     if not incident.actions:
-        return [*lines, "No action ran.", ""]
+        return [*lines, "No action listed." if more else "No action ran.", *more, ""]
     lines += [
         "| Action | Phase | Status | Took | Confirmation | Log |",
         "|---|---|---|---|---|---|",
@@ -178,7 +213,7 @@ def _actions(incident: Incident) -> list[str]:
             f"| {name} | {_md(step.phase)} | {_md(step.status)} | {took} "
             f"| {_confirmed(step)} | seq {step.seq} |"
         )
-    return [*lines, ""]
+    return [*lines, *more, ""]
 
 
 def _failed_checks(incident: Incident) -> list[str]:
@@ -186,13 +221,15 @@ def _failed_checks(incident: Incident) -> list[str]:
     "the API was unreachable" is not "the API is broken"."""
     errored = [s for s in incident.failed_checks if s.status == StepStatus.ERROR]
     failed = [s for s in incident.failed_checks if s.status != StepStatus.ERROR]
+    more_failed = _not_listed(incident, "check", _FAILED, "failed checks")
+    more_errored = _not_listed(incident, "check", _ERRORED, "checks that could not check")
     lines = ["## Checks that failed", ""]
     if not failed:
-        none = "None failed; some could not check (below)." if errored else ""
-        lines.append(none or "Every check that ran passed.")
+        none = "None failed; some could not check (below)." if errored or more_errored else ""
+        lines.append("None listed." if more_failed else none or "Every check that ran passed.")
     lines += [line for step in failed for line in _check_lines(step)]
-    lines.append("")
-    if errored:
+    lines += [*more_failed, ""]
+    if errored or more_errored:
         lines += [
             "## Checks that could not check (error)",
             "",
@@ -200,9 +237,14 @@ def _failed_checks(incident: Incident) -> list[str]:
             "not found): neither a pass nor a failure.",
             "",
             *[line for step in errored for line in _check_lines(step)],
+            *more_errored,
             "",
         ]
     return lines
+
+
+_FAILED = frozenset({StepStatus.FAILED, StepStatus.TIMEOUT, StepStatus.INCOMPLETE})
+_ERRORED = frozenset({StepStatus.ERROR})
 
 
 def _check_lines(step: StepReport) -> list[str]:
@@ -212,11 +254,13 @@ def _check_lines(step: StepReport) -> list[str]:
         expr = f"{_code(failure.expr)}: " if failure.expr else ""
         host = f"[{_md(failure.host)}] " if failure.host else ""
         lines.append(f"  - {host}{expr}{_md(failure.message)} (seq {failure.seq})")
+    if step.failures_omitted:
+        lines.append(f"  - … {step.failures_omitted:,} more failures not listed (report limit)")
     return lines
 
 
 def _hosts(incident: Incident) -> list[str]:
-    fanned = [s for s in incident.steps if s.hosts]
+    fanned = [s for s in incident.steps if s.hosts or s.hosts_omitted]
     if not fanned:
         return []
     lines = [
@@ -230,6 +274,11 @@ def _hosts(incident: Incident) -> list[str]:
             lines.append(
                 f"| {_md(step.id)} | {_md(host.host)} | {host.status} "
                 f"| {_md(host.message) or '—'} | seq {host.seq} |"
+            )
+        if step.hosts_omitted:
+            lines.append(
+                f"| {_md(step.id)} | … {step.hosts_omitted:,} more hosts | — "
+                f"| not listed (report limit); the step {_md(step.status)} | — |"
             )
     return [*lines, ""]
 
@@ -268,6 +317,8 @@ def _integrity(incident: Incident) -> list[str]:
     check = incident.verification
     verdict = "ok — chain intact" if check.ok else f"FAILED — {_md(check.reason)}"
     errors = [f"- Observer error at seq {e.seq}: {_md(e.text)}" for e in incident.observer_errors]
+    if incident.omitted.observer_errors:
+        errors.append(f"- … {incident.omitted.observer_errors:,} more observer errors not listed")
     return [
         "## Log integrity",
         "",

@@ -178,6 +178,18 @@ def _data(record: Mapping[str, Any]) -> Mapping[str, Any]:
     return data if isinstance(data, Mapping) else {}
 
 
+CLOCK_TYPES = frozenset(
+    {
+        RecordType.INCIDENT_MARK,
+        RecordType.STEP_CONFIRMATION,
+        RecordType.STEP_RESULT,
+        RecordType.STEP_FINISHED,
+        RecordType.RUN_FINISHED,
+    }
+)
+"""The only record types that can stop a clock."""
+
+
 def _clock_for(record: Mapping[str, Any]) -> str | None:
     """Which clock (if any) this record stops, by the rules in the module docstring."""
     kind, data = record.get("type"), _data(record)
@@ -202,30 +214,54 @@ def _clock_for(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+class ClockWatch:
+    """The clocks read one record at a time, in log order, as `clocks` reads a whole log.
+
+    `runbook report` reads a long log once and keeps no records, so it asks this, per
+    record, which clock (if any) the record has just stopped; `clocks()` is the verdict
+    so far. A derived milestone can still be overridden by a later `incident.mark`.
+    """
+
+    def __init__(self, header: Mapping[str, Any]) -> None:
+        self.start_ts = str(_data(header).get("started") or header.get("ts", ""))
+        self.started = Mark(self.start_ts, record_seq(header, 0), 0.0)
+        self._found: dict[str, Mark] = {}
+        self._explicit: dict[str, Mark] = {}  # `mark:` steps win over milestones from phases
+
+    def feed(self, record: Mapping[str, Any]) -> str | None:
+        """The clock this record stops, if it is the first to stop it (by its rule)."""
+        name = _clock_for(record)
+        if name is None:
+            return None
+        chosen = self._explicit if record.get("type") == RecordType.INCIDENT_MARK else self._found
+        if name in chosen:
+            return None
+        ts = str(record.get("ts", ""))
+        chosen[name] = Mark(ts, record_seq(record), seconds_between(self.start_ts, ts))
+        return name
+
+    def clocks(self) -> Clocks:
+        """The milestones of the records fed so far: an explicit mark wins, then the first."""
+        found = {**self._found, **self._explicit}
+        return Clocks(
+            started=self.started,
+            detected=found.get("detected", self.started),
+            acknowledged=found.get("acknowledged"),
+            mitigated=found.get("mitigated"),
+            resolved=found.get("resolved"),
+        )
+
+
 def clocks(records: Iterable[Mapping[str, Any]]) -> Clocks:
     """The milestones in `records` (as `journal.read_log` returns them); the first wins."""
     it = iter(records)
     header = next(it, None)
     if header is None:
         raise ValueError("no records: an empty log has no clocks")
-    start_ts = str(_data(header).get("started") or header.get("ts", ""))
-    found: dict[str, Mark] = {}
-    explicit: dict[str, Mark] = {}  # `mark:` steps win over milestones derived from phases
+    watch = ClockWatch(header)
     for record in it:
-        name = _clock_for(record)
-        chosen = explicit if record.get("type") == RecordType.INCIDENT_MARK else found
-        if name and name not in chosen:
-            ts = str(record.get("ts", ""))
-            chosen[name] = Mark(ts, record_seq(record), seconds_between(start_ts, ts))
-    found.update(explicit)
-    started = Mark(start_ts, record_seq(header, 0), 0.0)
-    return Clocks(
-        started=started,
-        detected=found.get("detected", started),
-        acknowledged=found.get("acknowledged"),
-        mitigated=found.get("mitigated"),
-        resolved=found.get("resolved"),
-    )
+        watch.feed(record)
+    return watch.clocks()
 
 
 def format_duration(seconds: float) -> str:

@@ -13,11 +13,12 @@ target's hosts and returns per-host results.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.contract import (
+    ConnectFn,
     Connection,
     ExecContext,
     Host,
@@ -39,13 +40,16 @@ class ConnectionPool:
     """One connection per (target, host) for a run; closed by the runner at the end.
 
     Connecting is done under a per-key lock so concurrent steps never open two
-    connections to one host, while different hosts connect in parallel.
+    connections to one host, while different hosts connect in parallel. Each
+    transport's `connect_for_run()` is called once per pool (`prepare`, before a
+    step fans out), so what it shares across hosts is built once per run.
     """
 
     transports: Mapping[str, TransportSpec]
     inventory: Inventory | None = None
     _open: dict[tuple[str, str], Connection] = field(default_factory=dict)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+    _connectors: dict[str, ConnectFn] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def transport(self, name: str) -> TransportSpec:
@@ -60,15 +64,35 @@ class ConnectionPool:
         remote = self.transport(target.transport).remote
         return resolve_hosts(target, self.inventory, remote=remote)
 
+    def prepare(self, target: Target) -> None:
+        """Make the run's connector for the target's transport now, before hosts fan out.
+
+        A failure (a missing extra) is left for each host's connect to report.
+        """
+        try:
+            self._connector(target.transport)
+        except RunbookError:
+            return
+
+    def _connector(self, transport: str) -> ConnectFn:
+        spec = self.transport(transport)
+        if spec.connect_for_run is None:
+            return spec.connect
+        with self._guard:
+            connect = self._connectors.get(transport)
+            if connect is None:
+                connect = self._connectors[transport] = spec.connect_for_run()
+            return connect
+
     def connect(self, target: Target, host: Host) -> Connection:
-        spec = self.transport(target.transport)
+        connect = self._connector(target.transport)
         key = (target.name, host.name)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             conn = self._open.get(key)
             if conn is None:
-                conn = spec.connect(host, {**target.options, **host.vars})
+                conn = connect(host, {**target.options, **host.vars})
                 self._open[key] = conn
             return conn
 
@@ -123,10 +147,12 @@ def run_on_target(ctx: ExecContext, target_name: str | None, work: HostWork) -> 
         return StepResult.failure(str(exc))
     if not spec.remote and not target.options.get("hosts"):
         return _on_host(pool, target, hosts[0], work)
+    pool.prepare(target)  # here, not in the first of many workers, which the rest wait for
     recorder = recorder_for(ctx)
+    by_name = {h.name: h for h in reversed(hosts)}  # the first of a name, as listed
     return fan_out(
         [h.name for h in hosts],
-        lambda name: _on_host(pool, target, _by_name(hosts, name), work),
+        lambda name: _on_host(pool, target, by_name[name], work),
         concurrency=ctx.concurrency,
         serial=ctx.serial,
         cancel=ctx.cancel,
@@ -134,10 +160,6 @@ def run_on_target(ctx: ExecContext, target_name: str | None, work: HostWork) -> 
         on_start=recorder.started if recorder else None,
         on_finish=recorder.finished if recorder else None,
     )
-
-
-def _by_name(hosts: Sequence[Host], name: str) -> Host:
-    return next(h for h in hosts if h.name == name)
 
 
 def _on_host(pool: ConnectionPool, target: Target, host: Host, work: HostWork) -> StepResult:

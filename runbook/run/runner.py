@@ -1,13 +1,16 @@
 """Execute a runbook: render, gate, attempt, judge, branch and record.
 
-Every event goes through `_emit`, which appends it to the hash-chained log
-first and only then shows it, so the screen never claims more than the log
-holds. Control flow follows the runbook: `when` skips, `on_failure` continues,
-aborts or jumps (`on_error` routes an `error` apart), retries repeat attempts, and
-deadlines bound everything. Whatever ended the normal steps -- their end, an abort,
-the deadline, a signal, an exception nothing expected -- the `always: true` steps
-run next and the log gets its final record; `_verdict` then tells a run that
-passed from one that failed, could not check, or never showed the incident resolved.
+Every event goes through `_emit`, which makes it durable in the hash-chained
+log first and only then shows it, so the screen never claims more than the log
+holds; `_defer` holds an event for the next durable point (group commit), which
+comes before anything leaves the process: a command or action, a question to the
+operator, a notification, the final record. Control flow follows the runbook:
+`when` skips, `on_failure` continues, aborts or jumps (`on_error` routes an `error`
+apart), retries repeat attempts, and deadlines bound everything. Whatever ended the
+normal steps -- their end, an abort, the deadline, a signal, an exception nothing
+expected -- the `always: true` steps run next and the log gets its final record;
+`_verdict` then tells a run that passed from one that failed, could not check, or
+never showed the incident resolved.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from runbook.contract import (
     ExecutorSpec,
     OperatorIO,
     PlanContext,
+    RunEvent,
     StepEvent,
     StepResult,
 )
@@ -173,20 +177,67 @@ class Runner:
 
     # -- recording ---------------------------------------------------------------
     def _emit(self, type_: RecordType, data: dict[str, Any]) -> None:
-        record = self.journal.append(type_, data)
-        self.console.record(record)
+        """Record an event durably, with everything deferred before it (a durable point)."""
+        self._durable([(type_, data)])
 
     def _emit_many(self, events: list[tuple[RecordType, dict[str, Any]]]) -> None:
         """Records that arrived together (hosts of a fan-out finishing): one fsync."""
-        for record in self.journal.append_many(events):
+        self._durable(events)
+
+    def _defer(self, type_: RecordType, data: dict[str, Any]) -> None:
+        """Record an event at the next durable point (it shares that fsync).
+
+        Only for events nothing outside the process sees or acts on before the
+        run reaches a durable point; a crash before it loses them, and the log
+        then ends before them (truncated, never tampered).
+        """
+        self.journal.defer(type_, data)
+
+    def _durable(self, events: list[tuple[RecordType, dict[str, Any]]] | None = None) -> None:
+        """Make what is deferred (and `events`) durable with one fsync, then show it."""
+        for record in self.journal.commit(events or ()):
             self.console.record(record)
 
     # -- the run -----------------------------------------------------------------
     def run(self) -> RunOutcome:
         try:
-            return self._run()
+            outcome = self._run()
         finally:
             self._close_resources()
+        self._announce(outcome)  # the final record is durable: its hash is the anchor
+        return outcome
+
+    def _announce(self, outcome: RunOutcome) -> None:
+        """Tell `runbook_run_finished` observers the log is complete, with its final hash.
+
+        The log takes no record after its final one (that would move the anchor), so an
+        observer's error, or a signal that stops the notifications, is shown, not logged.
+        """
+        signing = self.journal.header_record["data"].get("signing") or {}
+        event = RunEvent(
+            run_id=self.journal.run_id,
+            runbook=self.runbook.name,
+            title=self.runbook.title,
+            severity=self.options.severity or self.runbook.severity,
+            status=outcome.status,
+            exit_code=int(outcome.exit_code),
+            reason=self.journal.masker.mask(outcome.reason),
+            log_path=str(self.journal.path.absolute()),  # it is read far from here
+            log_seq=self.journal.seq,
+            final_hash=self.journal.last_hash,
+            signer=str(signing.get("fingerprint") or ""),
+            dry_run=self.options.dry_run,
+            counts=dict(outcome.counts),
+            elapsed=round(time.monotonic() - self._started, 6),
+        )
+        try:
+            errors = self.registry.run_finished(event)
+        except KeyboardInterrupt as exc:  # a second signal: stop notifying, the log is whole
+            errors = [f"run-finished notifications stopped: {_interrupt_reason(exc)}"]
+        for error in errors:
+            self.console.message(
+                f"warning: {error}; the log is complete, send its final hash yourself"
+            )
 
     def _close_resources(self) -> None:
         """Close what executors kept open for the run (SSH connections, clients)."""
@@ -465,7 +516,7 @@ class Runner:
         record = {"step": step.id, "phase": step.phase, "kind": step.kind, "reason": reason}
         if undefined is not None:
             record["undefined"] = undefined
-        self._emit(RecordType.STEP_SKIPPED, record)
+        self._defer(RecordType.STEP_SKIPPED, record)
         outcome = StepOutcome(StepStatus.SKIPPED, message=reason)
         self._record_outcome(step, outcome)
         return outcome
@@ -510,6 +561,7 @@ class Runner:
         try:
             unfinished = resume.unfinished.get(step.id) if resume is not None else None
             if unfinished is not None and unfinished.needs_confirmation:
+                self._durable()  # the step's start is on disk and on screen before asking
                 self.gate.confirm_rerun(
                     step.id,
                     unfinished.summary,
@@ -529,7 +581,7 @@ class Runner:
         result = StepResult(ok=True, fields=dict(old.fields), output=old.output)
         outcome = StepOutcome(old.status, old.elapsed, old.attempts, old.message, result)
         self._record_outcome(step, outcome)
-        self._emit(
+        self._defer(
             RecordType.STEP_RESTORED,
             {
                 "step": step.id,
@@ -552,7 +604,7 @@ class Runner:
         }
         if step.always:
             data["always"] = True
-        self._emit(RecordType.STEP_STARTED, data)
+        self._defer(RecordType.STEP_STARTED, data)  # durable with step.attempt, before it runs
 
     def _not_started(self, step: Step, message: str) -> StepOutcome:
         """A step that ends `error` before its executor is called."""
@@ -609,7 +661,7 @@ class Runner:
         )
         if runs_for_real:
             return None
-        self._emit(
+        self._defer(
             RecordType.STEP_PLANNED,
             {
                 "step": step.id,
@@ -632,7 +684,7 @@ class Runner:
 
     def _close_step(self, step: Step, outcome: StepOutcome) -> None:
         self._record_outcome(step, outcome)
-        self._emit(
+        self._defer(
             RecordType.STEP_FINISHED,
             {
                 "step": step.id,
@@ -654,9 +706,10 @@ class Runner:
             return
         reached = outcome.failed if step.mark == "detected" else outcome.passed
         if reached:
-            self._emit(RecordType.INCIDENT_MARK, {"mark": step.mark, "step": step.id})
+            self._defer(RecordType.INCIDENT_MARK, {"mark": step.mark, "step": step.id})
 
     def _notify_observers(self, step: Step, outcome: StepOutcome) -> None:
+        self._durable()  # observers may send the log head out: it is on disk first
         masker = self.journal.masker
         event = StepEvent(
             run_id=self.journal.run_id,
@@ -727,6 +780,7 @@ class Runner:
                 return StepOutcome(
                     StepStatus.ERROR, message=f"cannot render confirm.require: {exc}"
                 )
+        self._durable()  # the step's start is on disk and on screen before asking
         self.gate.confirm(step.id, prompt, require)
         return None
 
@@ -846,9 +900,10 @@ class Runner:
             )
         finally:
             recorder.close()  # a host that ends after this stays unfinished in the log
-        self._emit(RecordType.STEP_RESULT, result_record(step.id, attempt, result))
+        # the result and what is judged of it share one fsync, before observers hear of it
+        self._defer(RecordType.STEP_RESULT, result_record(step.id, attempt, result))
         self._show_output(step, spec, config, result)
-        return judge(step, spec, result, namespace, attempt, self._emit)
+        return judge(step, spec, result, namespace, attempt, self._defer)
 
     def _host_recorder(self, step: Step, attempt: int) -> HostRecorder:
         """Journals this attempt's fan-out host by host (found by `on_target` in resources);
@@ -880,13 +935,13 @@ class Runner:
         if spec.shows_output:
             if spec.output_shown(config) and result.output:
                 text = self.journal.as_logged(result.output)
-                self._emit(
+                self._defer(
                     RecordType.STEP_OUTPUT, {"step": step.id, "text": text, "show_lines": 40}
                 )
         elif step.phase == "triage" and step.kind == "check" and result.output.strip():
             logged = self.journal.as_logged(result.output)
             tail = "\n".join(logged.rstrip("\n").split("\n")[-TRIAGE_LINES:])
-            self._emit(
+            self._defer(
                 RecordType.STEP_OUTPUT, {"step": step.id, "text": tail, "show_lines": TRIAGE_LINES}
             )
 
@@ -895,7 +950,7 @@ class Runner:
     ) -> StepOutcome:
         for check in step.verify:
             spec = self.registry.executor(check.executor)
-            self._emit(
+            self._defer(
                 RecordType.STEP_STARTED,
                 {
                     "step": check.id,

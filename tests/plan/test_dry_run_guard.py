@@ -249,3 +249,46 @@ def test_each_built_in_executor_guarantees_exactly_what_it_documents(
 ) -> None:
     spec = PluginRegistry.from_entry_points().executor(executor)
     assert spec.is_side_effect_free(config) is guaranteed
+
+
+def test_a_dry_run_says_which_steps_are_planned_unknown_or_unplannable(
+    run_cli, write_runbook, tmp_path
+):
+    """`planned` = this exact call would run; `unknown` = it depends on what a real run
+    would find (a condition or a value from an earlier step); `error` = it cannot even be
+    planned, and the dry-run goes on to show the rest."""
+    rb = write_runbook(
+        HEAD
+        + """\
+params:
+  word: {type: string, default: "abc"}
+steps:
+  - {id: probe, phase: detect, action: {shell: {command: "echo hi"}}, register: {out: stdout}}
+  - id: after
+    phase: triage
+    when: "steps.probe.status == 'passed'"
+    action: {shell: {command: "echo after"}}
+  - {id: uses, phase: triage, action: {shell: {command: "echo {{ steps.probe.stdout }}"}}}
+  - {id: huge, phase: mitigate, action: {shell: {command: "echo {{ params.word * 100000000 }}"}}}
+  - {id: plain, phase: mitigate, action: {shell: {command: "echo plain"}}}
+"""
+    )
+    result = run_cli("run", str(rb), "--dry-run")
+    assert "Traceback" not in result.text
+    by_type = records(tmp_path / "logs")
+    status = {d["step"]: d["status"] for d in by_type["step.finished"]}
+    assert status == {
+        "probe": "planned",
+        "after": "unknown",
+        "uses": "unknown",
+        "huge": "error",
+        "plain": "planned",
+    }
+    planned = {d["step"]: d for d in by_type["step.planned"]}
+    assert planned["after"]["when"] == "steps.probe.status == 'passed'"
+    assert planned["probe"]["when"] is None and planned["plain"]["when"] is None
+    assert planned["uses"]["unknown"] == "depends on steps.probe.stdout"
+    assert "huge" not in planned  # nothing to show: it could not be rendered
+    message = next(d["message"] for d in by_type["step.finished"] if d["step"] == "huge")
+    assert message.startswith("cannot plan step:") and "100000" in message
+    assert run_cli("log", "verify", str(logs_in(tmp_path / "logs")[-1])).code == 0

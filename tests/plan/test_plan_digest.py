@@ -10,6 +10,7 @@ process: one changed control field always changes the digest and is named in the
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -525,3 +526,40 @@ def test_a_secret_changes_the_digest_and_never_appears_in_the_plan(tail, other, 
     assert first.digest == again.digest
     assert first.digest != changed.digest
     assert "S3cr3t-" not in first.to_json()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"digest": "0" * 64}, {"format": 2}, ["digest", "format"], "a plan?"],
+    ids=["no-format", "no-digest", "a-list", "a-string"],
+)
+def test_a_file_that_is_not_a_plan_is_refused_cleanly(run_cli, saved, content):
+    rb, inventory, plan = saved
+    plan.write_text(json.dumps(content), encoding="utf-8")
+    result = _run(run_cli, rb, inventory, plan)
+    assert result.code == 2, result.text
+    assert f"{plan}: not a runbook plan file" in result.err
+    assert "Traceback" not in result.text
+
+
+def test_an_edit_anywhere_in_the_runbook_file_is_named_by_both_hashes(run_cli, saved):
+    """Even a comment: the plan binds the file the operator reviewed, byte for byte."""
+    rb, inventory, plan = saved
+    old = json.loads(plan.read_text())["runbook_sha256"]
+    assert old == hashlib.sha256(rb.read_bytes()).hexdigest()
+    rb.write_text(rb.read_text() + "# reviewed by nobody\n", encoding="utf-8")
+    new = hashlib.sha256(rb.read_bytes()).hexdigest()
+    result = _run(run_cli, rb, inventory, plan)
+    assert result.code == 2
+    assert f"runbook file: sha256 {old[:12]} -> {new[:12]}" in result.err
+
+
+def test_the_plan_shows_what_the_operator_will_have_to_type(run_cli, saved):
+    """A reviewer of the plan sees the typed confirmation, not only the prompt."""
+    rb, inventory, _ = saved
+    shown = run_cli(
+        "plan", str(rb), "--inventory", str(inventory), env={"RUNBOOK_PARAM_TOKEN": SECRET}
+    )
+    assert shown.code == 0, shown.text
+    line = next(ln for ln in shown.out.splitlines() if ln.strip().startswith("flush:"))
+    assert "[confirm: Flush " in line and "type 'prod-db'" in line

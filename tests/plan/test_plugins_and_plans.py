@@ -192,3 +192,21 @@ steps:
         assert secret not in text
         assert "token=***" in text
     assert run_cli("run", str(rb), "--plan", str(plan_file), "--dry-run", env=env).code == 0
+
+
+def test_a_saved_plan_marks_each_call_read_only_by_what_it_does(run_cli, write_runbook, tmp_path):
+    """`read_only` follows the call, not the executor: a GET reads, a POST of the same
+    executor writes; an executor without a per-call rule keeps its declared flag."""
+    rb = write_runbook(
+        HEAD
+        + "steps:\n"
+        + "  - {id: get, phase: detect, check: {http: {url: 'http://127.0.0.1:9/health'}}}\n"
+        + "  - id: post\n    phase: mitigate\n"
+        + "    action: {http: {url: 'http://127.0.0.1:9/flush', method: POST}}\n"
+        + "  - {id: sh, phase: triage, check: {shell: {command: 'true'}}}\n"
+        + "  - {id: logs, phase: triage, check: {journald: {unit: api}}}\n"
+    )
+    assert run_cli("plan", str(rb), "-o", str(tmp_path / "plan.json")).code == 0
+    steps = json.loads((tmp_path / "plan.json").read_text())["steps"]
+    read_only = {s["step"]: s["read_only"] for s in steps}
+    assert read_only == {"get": True, "post": False, "sh": False, "logs": True}

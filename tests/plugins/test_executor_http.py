@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -646,3 +647,53 @@ def test_the_log_names_the_bound_that_ended_the_attempt(
     assert attempt["limit"] == bound
     assert outcome["timed_out"] is True
     assert outcome["error"].endswith(f"/drip ({bound})"), outcome["error"]
+
+
+# -- the HTTP status beside the step's own status ------------------------------------------------
+
+
+def test_status_code_is_the_http_status(http: ExecutorSpec, server: LocalHTTPServer) -> None:
+    server.route("/down", status=502, body="Bad Gateway")
+    result = run(http, {"url": server.url_for("/down")})
+    assert result.fields["status_code"] == result.fields["status"] == 502
+    assert result.fields["json"] is None  # an HTML error page is an answer, not JSON
+
+
+def test_later_steps_read_the_http_status_as_status_code(
+    server: LocalHTTPServer, run_cli: Any, write_runbook: Any
+) -> None:
+    """`steps.ID.status` is the step's outcome (passed/failed...); `status_code` the HTTP one."""
+    server.route("/health", status=502, body="Bad Gateway")
+    seen = (
+        "{{ steps.health.status_code }} {{ vars.code }} {{ vars.legacy }} {{ steps.health.status }}"
+    )
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: codes, title: Codes, severity: P3}}
+        steps:
+          - id: health
+            phase: detect
+            check: {{http: {{url: "{server.url}/health"}}}}
+            expect: ["status_code == 200"]
+            register: {{code: status_code, legacy: status}}
+            on_failure: continue
+          - id: gateway
+            phase: triage
+            when: "steps.health.status == 'failed' and steps.health.status_code == 502"
+            check: {{shell: {{argv: [echo, "{seen}"]}}}}
+            expect: ["stdout == '502 502 502 failed\\\\n'"]
+          - id: done
+            phase: resolve
+            check: {{shell: {{argv: ["true"]}}}}
+        """
+    )
+    r = run_cli("run", str(path), "--log-dir", "logs")
+    assert r.code == 0, r.text
+    (log,) = (path.parent / "logs").glob("*.jsonl")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    ended = {
+        x["data"]["step"]: x["data"]["status"] for x in records if x["type"] == "step.finished"
+    }
+    assert ended == {"health": "failed", "gateway": "passed", "done": "passed"}

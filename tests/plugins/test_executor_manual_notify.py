@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from support.cli import RunCli
+from support.helpers import logs_in
 from support.http_servers import LocalHTTPServer, closed_port, http_server
 
 from runbook.contract import ExecContext, ExecutorSpec, OperatorIO, PlanContext, StepResult
 from runbook.errors import ExitCode, OperatorDeclined
+from runbook.log.journal import read_log
 from runbook.registry import PluginRegistry
 
 
@@ -273,6 +277,44 @@ def test_notify_is_not_gated_and_never_sent_in_a_dry_run(notify: ExecutorSpec) -
     assert notify.needs_confirmation is False
     assert notify.is_read_only({"message": "hi"}) is False
     assert notify.default_expect == ()
+
+
+NOTIFY_STEP = """
+apiVersion: runbook/v1
+kind: Runbook
+metadata: {name: tell, title: Tell people, severity: P2}
+steps:
+  - id: tell
+    phase: mitigate
+    action: {notify: {message: "restarting api (run {{ run.id }})", webhook: "STEP_HOOK"}}
+  - {id: recovered, phase: resolve, check: {shell: {argv: ["true"]}}}
+"""
+
+
+def test_a_notify_step_is_sent_before_the_log_ends_so_run_finished_is_the_anchor(
+    run_cli: RunCli, write_runbook: Any, receiver: LocalHTTPServer, tmp_path: Path
+) -> None:
+    """A step's message leaves while records are still to come; only the run-finished
+    notification, sent once the final record is durable, carries the final hash."""
+    receiver.route("POST /step", body="ok")
+    receiver.route("POST /observer", body="ok")
+    rb = write_runbook(NOTIFY_STEP.replace("STEP_HOOK", receiver.url_for("/step")))
+    result = run_cli("run", str(rb), env={"RUNBOOK_NOTIFY_WEBHOOK": receiver.url_for("/observer")})
+    assert result.code == 0, result.text
+    [log] = logs_in(tmp_path / "logs")
+    records = read_log(log)
+
+    [step_post] = [r for r in receiver.requests if r.path == "/step"]
+    finished = receiver.requests[-1]
+    assert finished.path == "/observer"
+    assert finished.json()["runbook_notification"]["kind"] == "finished"
+    sent_at = next(
+        r["seq"] for r in records if r["type"] == "step.result" and r["data"]["step"] == "tell"
+    )
+    assert records[-1]["seq"] > sent_at + 1  # the step's end, the next step, the run's end
+    final = records[-1]["sha256"]
+    assert final not in step_post.text
+    assert finished.json()["runbook_notification"]["final_hash"] == final
 
 
 # -- schemas ---------------------------------------------------------------------------------------

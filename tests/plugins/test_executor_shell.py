@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -349,3 +350,89 @@ def test_loading_the_plugins_starts_no_subprocess_machinery() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+# -- parse: json -------------------------------------------------------------------------------
+NGINX_STATUS = '{"active": 3, "upstreams": [{"name": "api", "state": "down"}]}'
+
+
+def test_parse_json_exposes_stdout_as_json(shell: ExecutorSpec) -> None:
+    result = run(shell, {"argv": ["printf", "%s\n", NGINX_STATUS], "parse": "json"})
+    assert result.ok, result.error
+    assert result.fields["json"] == {"active": 3, "upstreams": [{"name": "api", "state": "down"}]}
+    assert result.fields["stdout"] == NGINX_STATUS + "\n"  # the text is kept as it was
+    assert result.call["parse"] == "json"
+
+
+def test_without_parse_stdout_stays_text(shell: ExecutorSpec) -> None:
+    result = run(shell, {"argv": ["echo", "1"]})
+    assert "json" not in result.fields and result.fields["stdout"] == "1\n"
+
+
+def test_stdout_that_is_not_json_is_an_error_saying_why(shell: ExecutorSpec) -> None:
+    result = run(shell, {"command": "echo 'WARNING: deprecated'; echo '{}'", "parse": "json"})
+    assert not result.ok
+    assert result.error == (
+        "stdout is not JSON (`parse: json`): Expecting value: line 1 column 1 (char 0); "
+        "it begins 'WARNING: deprecated\\n{}'"
+    )
+    assert result.fields["exit_code"] == 0 and result.fields["json"] is None
+
+
+def test_empty_stdout_is_not_json(shell: ExecutorSpec) -> None:
+    result = run(shell, {"argv": ["true"], "parse": "json"})
+    assert result.error == "stdout is not JSON (`parse: json`): empty, no JSON document"
+
+
+def test_a_failed_command_is_judged_by_its_exit_status_not_its_output(
+    shell: ExecutorSpec,
+) -> None:
+    result = run(shell, {"command": "echo 'upstream timed out'; exit 7", "parse": "json"})
+    assert result.ok and result.fields["exit_code"] == 7 and result.fields["json"] is None
+
+
+def test_json_cut_at_max_output_says_to_raise_it(shell: ExecutorSpec) -> None:
+    config = {"argv": ["printf", "%s", NGINX_STATUS], "parse": "json", "max_output": 10}
+    result = run(shell, config)
+    assert result.error == (
+        "stdout is not JSON (`parse: json`): it was cut at max_output (10 bytes); "
+        "raise `max_output`"
+    )
+
+
+JSON_RUNBOOK = """
+apiVersion: runbook/v1
+kind: Runbook
+metadata: {name: shell-json, title: Shell JSON, severity: P3}
+steps:
+  - id: upstreams
+    phase: detect
+    check:
+      shell:
+        argv: [printf, "%s", '{"active": 3, "upstreams": [{"name": "api", "state": "down"}]}']
+        parse: json
+    expect: ["json.active > 0", "json.upstreams[0].state == 'down'"]
+    register: {first: "json.upstreams[0].name"}
+  - id: named
+    phase: triage
+    when: "steps.upstreams.json.upstreams[0].state == 'down'"
+    check: {shell: {argv: [echo, "{{ steps.upstreams.json.upstreams[0].name }} {{ vars.first }}"]}}
+    expect: ["stdout == 'api api\\\\n'"]
+  - id: done
+    phase: resolve
+    check: {shell: {argv: ["true"]}}
+"""
+
+
+def test_expect_when_register_and_templates_read_the_parsed_json(
+    run_cli, write_runbook, tmp_path: Path
+) -> None:
+    path = write_runbook(JSON_RUNBOOK)
+    result = run_cli("run", str(path), "--log-dir", "logs")
+    assert result.code == 0, result.text
+    (log,) = (path.parent / "logs").glob("*.jsonl")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    ended = {
+        r["data"]["step"]: r["data"]["status"] for r in records if r["type"] == "step.finished"
+    }
+    assert ended == {"upstreams": "passed", "named": "passed", "done": "passed"}

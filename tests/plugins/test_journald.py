@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runbook_plugins.journald import JournalStream
 from support import sshd
 
 from runbook.contract import ExecContext  # noqa: E402
@@ -127,3 +128,71 @@ def test_reads_the_same_journal_over_ssh(journal, tmp_path_factory, run_cli, wri
         "127.0.0.2": 3,
         "127.0.0.3": 3,
     }
+
+
+def test_the_cap_on_kept_entries_is_shown_in_the_result(journal) -> None:
+    result = read({"file": str(journal), "max_entries": 2})
+    fields = result.fields
+    assert fields["count"] == 10 and fields["count_errors"] == 4
+    assert fields["entries_omitted"] == 8
+    assert [e["message"] for e in fields["entries"]] == [
+        "GET /health 200 #8",
+        "ERROR database pool exhausted #9",
+    ]
+    assert fields["text"].startswith(
+        "[... 8 older entries counted but not kept: "
+        "showing the newest 2 of 10 (max_entries 2) ...]\n"
+    )
+
+
+def test_lines_split_anywhere_read_the_same(journal) -> None:
+    """journalctl's output arrives in chunks of any size; a line may span several."""
+    out = subprocess.run(
+        ["journalctl", "--no-pager", "-o", "json", f"--file={journal}"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    whole = JournalStream(100)
+    whole.feed(out)
+    whole.close()
+    for size in (1, 2, 7, 300):
+        pieces = JournalStream(100)
+        for start in range(0, len(out), size):
+            pieces.feed(out[start : start + size])
+        pieces.close()
+        assert pieces.fields() == whole.fields() and pieces.count == 10
+
+
+def _fake_journalctl(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "journalctl"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_output_that_is_not_json_entries_is_an_error_not_a_low_count(tmp_path) -> None:
+    fake = _fake_journalctl(tmp_path, "echo '{\"PRIORITY\": \"3\"}'; echo 'Hint: no JSON here'")
+    result = read({"journalctl": fake})
+    assert not result.ok
+    assert result.error == (
+        "journalctl printed 1 line(s) that are not JSON entries, so its entries cannot all "
+        "be counted; the first: 'Hint: no JSON here'"
+    )
+
+
+def test_an_endless_line_is_never_held_in_memory(tmp_path) -> None:
+    fake = _fake_journalctl(tmp_path, "head -c 20000000 /dev/zero | tr '\\0' x")
+    result = read({"journalctl": fake})
+    assert not result.ok and "1 line(s) that are not JSON entries" in (result.error or "")
+    assert result.error.endswith("xxx ...'")
+
+
+def test_endless_output_streams_until_the_timeout(tmp_path) -> None:
+    fake = _fake_journalctl(tmp_path, 'exec yes \'{"PRIORITY": "3", "MESSAGE": "again"}\'')
+    spec = PluginRegistry.from_entry_points().executor("journald")
+    ctx = ExecContext(step_id="j", target=None, timeout=1)
+    try:
+        result = spec.run({"journalctl": fake}, ctx)
+    finally:
+        ctx.resources["runbook.connections"].close()
+    assert result.timed_out and not result.ok

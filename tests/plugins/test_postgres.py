@@ -170,3 +170,76 @@ def test_only_the_built_in_checks_are_guaranteed_side_effect_free() -> None:
     assert not spec.is_side_effect_free({"execute": {"sql": "SELECT 1"}})
     assert not spec.is_side_effect_free({"host": "db"})
     assert spec.is_read_only({"query": {"sql": "SELECT 1"}})  # meant to read, not guaranteed
+
+
+# --- execute outside a transaction, and on a standby ---------------------------------------
+def test_vacuum_needs_transaction_false_and_says_so(pg: PgCluster) -> None:
+    assert run(pg, {"execute": {"sql": "CREATE TABLE IF NOT EXISTS vac(x int)"}}).ok
+    inside = run(pg, {"execute": {"sql": "VACUUM (ANALYZE) vac"}})
+    assert "VACUUM cannot run inside a transaction block" in str(inside.error)
+    assert "transaction: false" in str(inside.error)
+    done = run(pg, {"execute": {"sql": "VACUUM (ANALYZE) vac", "transaction": False}})
+    assert done.ok, done.error
+    assert done.fields["status_message"] == "VACUUM"
+    assert (
+        pg.psql("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'vac'")
+        == "t"
+    )
+
+
+def test_create_index_concurrently_runs_without_a_transaction(pg: PgCluster) -> None:
+    assert run(pg, {"execute": {"sql": "CREATE TABLE IF NOT EXISTS cic(x int)"}}).ok
+    sql = "CREATE INDEX CONCURRENTLY IF NOT EXISTS cic_x ON cic (x)"
+    assert "cannot run inside a transaction block" in str(run(pg, {"execute": {"sql": sql}}).error)
+    assert run(pg, {"execute": {"sql": sql, "transaction": False}}).ok
+    assert pg.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'cic_x'::regclass") == "t"
+
+
+def test_autocommit_is_still_one_statement(pg: PgCluster) -> None:
+    assert run(pg, {"execute": {"sql": "CREATE TABLE IF NOT EXISTS one(x int)"}}).ok
+    two = run(pg, {"execute": {"sql": "VACUUM one; DROP TABLE one", "transaction": False}})
+    assert "cannot insert multiple commands into a prepared statement" in str(two.error)
+    assert table_exists(pg, "one")
+
+
+def test_execute_pauses_and_resumes_replay_on_the_standby(pg: PgCluster) -> None:
+    paused = {"query": {"sql": "SELECT pg_is_wal_replay_paused() AS paused"}}
+    try:
+        pause = run(pg, {"execute": {"sql": "SELECT pg_wal_replay_pause()"}}, pg.replica_port)
+        assert pause.ok, pause.error
+        assert run(pg, paused, pg.replica_port).fields["rows"] == [{"paused": True}]
+        resume = run(pg, {"execute": {"sql": "SELECT pg_wal_replay_resume()"}}, pg.replica_port)
+        assert resume.ok, resume.error
+        assert run(pg, paused, pg.replica_port).fields["rows"] == [{"paused": False}]
+    finally:
+        pg.psql("SELECT pg_wal_replay_resume()", port=pg.replica_port)
+
+
+def test_the_standby_still_refuses_writes_from_execute_and_query(pg: PgCluster) -> None:
+    for op in (
+        {"execute": {"sql": "CREATE TABLE on_standby(x int)"}},
+        {"execute": {"sql": "CREATE TABLE on_standby(x int)", "transaction": False}},
+        {"query": {"sql": "CREATE TABLE on_standby(x int)"}},
+    ):
+        refused = run(pg, op, pg.replica_port)
+        assert "cannot execute CREATE TABLE in a read-only transaction" in str(refused.error), op
+
+
+def test_execute_writes_even_when_pgoptions_makes_sessions_read_only(
+    pg: PgCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGOPTIONS", "-c default_transaction_read_only=on")
+    assert run(pg, {"execute": {"sql": "CREATE TABLE IF NOT EXISTS ro_env(x int)"}}).ok
+    assert table_exists(pg, "ro_env")
+    refused = run(pg, {"query": {"sql": "CREATE TABLE ro_env2(x int)"}})
+    assert "read-only transaction" in str(refused.error)
+
+
+def test_plan_says_when_execute_runs_without_a_transaction() -> None:
+    config = {"host": "db", "user": "u", "dbname": "app"}
+    vacuum = postgres.plan(
+        {**config, "execute": {"sql": "VACUUM", "transaction": False}}, PlanContext("s")
+    )
+    assert vacuum.summary == "postgres u@db:5432/app execute: VACUUM (no transaction: autocommit)"
+    plain = postgres.plan({**config, "execute": {"sql": "UPDATE t SET x = 1"}}, PlanContext("s"))
+    assert plain.summary == "postgres u@db:5432/app execute: UPDATE t SET x = 1"

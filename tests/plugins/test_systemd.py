@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runbook_plugins import systemd
 from support import sshd
+
+from runbook.contract import ExecContext, StepResult
 
 pytestmark = pytest.mark.slow
 HOSTS = [f"127.0.0.{n}" for n in range(2, 8)]
@@ -191,3 +194,67 @@ def test_rolling_restart_stops_after_a_failed_batch(fleet, run_cli, write_runboo
     assert all(hosts[h]["fields"]["exit_code"] == 0 for h in first if h != BROKEN_HOST)
     for host in second:
         assert hosts[host]["error"].startswith("not run: batch 1/2 (serial: 3) failed on")
+
+
+# --- verdicts from each unit's state, not from the replacement's exit codes ----------------
+# docker-systemctl-replacement differs from real systemctl (tests/plugins/
+# test_systemd_differential.py holds real systemctl's answers):
+# - `is-active A B` exits 3 when any unit is not active; systemctl exits 0 when one is;
+# - it has no reloading/activating of its own: `reload` leaves a unit `active`. It reads
+#   ActiveState from the unit's status file, so writing `ActiveState=reloading` there is
+#   how these tests put a unit in that state; its `is-active` then exits 3, systemctl's 0.
+def local_root(units: Path) -> Path:
+    return units.parent / "host" / "local"
+
+
+def local_systemctl(units: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
+    argv = [str(units / "systemctl"), *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def verdict(units: Path, **config: Any) -> StepResult:
+    result = systemd.run({"systemctl": str(units / "systemctl"), **config}, ExecContext("v"))
+    assert result.ok, result.error
+    return result
+
+
+@pytest.fixture
+def two_units(units: Path) -> Iterator[Path]:
+    """fastapi running, idle.service (never started) and reloader.service (running)."""
+    unit_dir = local_root(units) / "etc" / "systemd" / "system"
+    (unit_dir / "idle.service").write_text(UNIT.format(name="idle", start="/bin/sleep 603"))
+    (unit_dir / "reloader.service").write_text(UNIT.format(name="reloader", start="/bin/sleep 604"))
+    local_systemctl(units, "start", "fastapi", "reloader")
+    yield units
+    local_systemctl(units, "stop", "reloader")
+
+
+def test_replacement_is_active_exit_code_is_not_the_verdict(two_units: Path) -> None:
+    result = verdict(two_units, is_active=["fastapi", "idle"], require="any")
+    assert result.fields["exit_code"] != 0  # real systemctl: 0, as fastapi is active
+    assert result.fields["stdout"].split() == ["active", "inactive"]
+    assert result.fields["healthy"] and result.fields["any_active"]
+    assert not result.fields["all_active"]
+    assert not verdict(two_units, is_active=["fastapi", "idle"]).fields["healthy"]  # all
+
+
+def test_a_reloading_unit_counts_as_up(two_units: Path) -> None:
+    shown = local_systemctl(two_units, "show", "-p", "StatusFilePath", "reloader").stdout
+    status_file = Path(shown.strip().partition("=")[2])
+    lines = [ln for ln in status_file.read_text().splitlines() if "State=" not in ln]
+    status_file.write_text("\n".join([*lines, "ActiveState=reloading", "SubState=reload", ""]))
+    result = verdict(two_units, is_active=["fastapi", "reloader"])
+    assert result.fields["stdout"].split() == ["active", "reloading"]
+    assert result.fields["exit_code"] != 0  # real systemctl: 0 (reloading is active)
+    assert result.fields["units"]["reloader"]["up"] and result.fields["all_active"]
+    assert result.fields["healthy"]
+
+
+def test_require_is_only_for_reads(run_cli, write_runbook) -> None:
+    steps = (
+        "  - id: r\n    phase: mitigate\n    action: {systemd: {restart: fastapi, require: any}}\n"
+    )
+    path = write_runbook(runbook_text("  here: {transport: local}", steps))
+    r = run_cli("validate", str(path))
+    assert r.code == 2 and "require" in r.text, r.text

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
 
-from runbook.contract import StepResult
-from runbook.run.fanout import fan_out
+from runbook.contract import (
+    CommandOutcome,
+    ExecContext,
+    Host,
+    StepResult,
+    Target,
+    TransportSpec,
+    on_target,
+)
+from runbook.errors import MissingExtra
+from runbook.run.connections import POOL_KEY, ConnectionPool
+from runbook.run.fanout import WIDE, WIDE_SWITCH_INTERVAL, fan_out
 
 
 def test_concurrency_is_bounded_and_every_host_gets_a_result() -> None:
@@ -177,3 +190,75 @@ def test_a_log_that_cannot_be_written_starts_no_further_host() -> None:
     with pytest.raises(OSError, match="No space left"):
         fan_out(["a", "b", "c"], work, serial=1, on_finish=refuse)
     assert ran == ["a"]
+
+
+# -- a transport's per-run connector (connect_for_run) ------------------------------------------
+
+
+class _Conn:
+    """A connection of the test transport below: it only says which host it is."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def run(self, argv: Sequence[str], **_: Any) -> CommandOutcome:
+        return CommandOutcome(0, self.host.name, "", 0.0, "exited", None)
+
+    def close(self) -> None:
+        return None
+
+
+def _on_hosts(pool: ConnectionPool, hosts: list[str]) -> StepResult:
+    target = Target("web", "counted", {"hosts": hosts})
+    ctx = ExecContext(step_id="s", target=target, resources={POOL_KEY: pool})
+    return on_target(ctx, "web", lambda conn, host: StepResult(ok=True, output=conn.host.name))
+
+
+def test_a_transports_run_connector_is_made_once_per_run_before_hosts_fan_out() -> None:
+    made: list[str] = []
+
+    def connect_for_run() -> Callable[[Host, Mapping[str, Any]], _Conn]:
+        made.append(threading.current_thread().name)
+        return lambda host, options: _Conn(host)
+
+    def connect(host: Host, options: Mapping[str, Any]) -> _Conn:
+        raise AssertionError("a run connects with its run connector")
+
+    spec = TransportSpec("counted", connect, connect_for_run=connect_for_run)
+    pool = ConnectionPool({"counted": spec})
+    hosts = [f"h{i}" for i in range(30)]
+    for _ in range(3):  # three steps of one run
+        result = _on_hosts(pool, hosts)
+        assert result.fields["hosts_ok"] == 30 and result.hosts["h7"].output == "h7"
+    assert made == [threading.current_thread().name]  # once, and not in a fan-out worker
+    _on_hosts(ConnectionPool({"counted": spec}), hosts)  # another run: a connector of its own
+    assert len(made) == 2
+
+
+def test_a_run_connector_that_fails_fails_each_host_with_its_reason() -> None:
+    def connect_for_run() -> Callable[[Host, Mapping[str, Any]], _Conn]:
+        raise MissingExtra("fakessh", "fake")
+
+    spec = TransportSpec("counted", lambda h, o: _Conn(h), connect_for_run=connect_for_run)
+    result = _on_hosts(ConnectionPool({"counted": spec}), ["a", "b"])
+    assert result.fields["hosts_failed"] == 2
+    assert all(
+        "pip install 'runbook-as-code[fake]'" in (r.error or "") for r in result.hosts.values()
+    )
+
+
+def test_a_wide_fan_out_lengthens_the_switch_interval_and_puts_it_back() -> None:
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+
+    def work(host: str) -> StepResult:
+        seen.append(sys.getswitchinterval())
+        if host == "h0":  # a second wide fan-out overlapping this one
+            fan_out([f"i{i}" for i in range(WIDE)], lambda h: StepResult(ok=True))
+        return StepResult(ok=True)
+
+    fan_out(["x"], work)  # a narrow one leaves it alone
+    assert seen == [before]
+    fan_out([f"h{i}" for i in range(WIDE)], work, concurrency=WIDE)
+    assert min(seen[1:]) == pytest.approx(WIDE_SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == before

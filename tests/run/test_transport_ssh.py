@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -261,3 +262,171 @@ def test_a_command_ending_without_exit_status_is_an_error_not_minus_one(fleet) -
         f"command on 127.0.0.10 (127.0.0.10:{fleet.port}) ended without an exit status"
     )
     assert result.fields["hosts_ok"] == 0
+
+
+# -- known_hosts read once per run, each host verified against its own keys (issue 15) --------
+
+
+def _key(tmp_path: Path, name: str, kind: str = "ed25519") -> str:
+    """`type base64` of a new key that no host of the fleet has."""
+    path = tmp_path / name
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
+    return " ".join(Path(f"{path}.pub").read_text().split()[:2])
+
+
+def _known(fleet: sshd.Fleet, path: Path, lines: dict[str, str], *extra: str) -> Path:
+    """A known_hosts file: `[address]:port key` for each address, then `extra` lines."""
+    body = [f"[{address}]:{fleet.port} {key}" for address, key in lines.items()]
+    path.write_text("\n".join([*body, *extra]) + "\n")
+    return path
+
+
+def test_one_store_for_all_hosts_refuses_a_changed_key_and_a_missing_host(fleet, tmp_path) -> None:
+    good = fleet.host_key_line
+    known = _known(
+        fleet,
+        tmp_path / "known_hosts",
+        {"127.0.0.2": good, "127.0.0.3": good, "127.0.0.4": _key(tmp_path, "other")},
+    )
+    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+    result = run_shell(fleet, ["true"], hosts, known_hosts=str(known))
+    assert result.hosts["127.0.0.2"].ok and result.hosts["127.0.0.3"].ok
+    changed = result.hosts["127.0.0.4"].error or ""
+    assert changed.startswith(f"127.0.0.4: HOST KEY CHANGED for [127.0.0.4]:{fleet.port}")
+    missing = result.hosts["127.0.0.5"].error or ""
+    assert f"host key of [127.0.0.5]:{fleet.port} is not in known_hosts" in missing
+
+
+def test_hashed_known_hosts_entries_are_matched(fleet, tmp_path) -> None:
+    known = _known(
+        fleet,
+        tmp_path / "known_hosts",
+        {"127.0.0.2": fleet.host_key_line, "127.0.0.3": _key(tmp_path, "other")},
+    )
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert "127.0.0" not in known.read_text() and known.read_text().count("|1|") == 2
+    result = run_shell(fleet, ["true"], ["127.0.0.2", "127.0.0.3"], known_hosts=str(known))
+    assert result.hosts["127.0.0.2"].ok, result.hosts["127.0.0.2"].error
+    assert "HOST KEY CHANGED" in (result.hosts["127.0.0.3"].error or "")
+
+
+def test_jump_host_is_verified_like_any_host(fleet, tmp_path) -> None:
+    jump = f"{fleet.user}@127.0.0.2:{fleet.port}"
+    unknown_jump = _known(fleet, tmp_path / "unknown", {"127.0.0.7": fleet.host_key_line})
+    result = run_shell(fleet, ["true"], ["127.0.0.7"], jump=jump, known_hosts=str(unknown_jump))
+    error = result.hosts["127.0.0.7"].error or ""
+    assert f"host key of [127.0.0.2]:{fleet.port} is not in known_hosts" in error
+    changed_jump = _known(
+        fleet,
+        tmp_path / "changed",
+        {"127.0.0.7": fleet.host_key_line, "127.0.0.2": _key(tmp_path, "other")},
+    )
+    result = run_shell(fleet, ["true"], ["127.0.0.7"], jump=jump, known_hosts=str(changed_jump))
+    assert f"HOST KEY CHANGED for [127.0.0.2]:{fleet.port}" in (
+        result.hosts["127.0.0.7"].error or ""
+    )
+
+
+def test_a_revoked_key_is_refused_even_where_a_line_trusts_it(fleet, tmp_path) -> None:
+    known = _known(
+        fleet,
+        tmp_path / "known_hosts",
+        {"127.0.0.2": fleet.host_key_line, "127.0.0.3": fleet.host_key_line},
+        f"@revoked [127.0.0.2]:* {fleet.host_key_line}",
+    )
+    result = run_shell(fleet, ["true"], ["127.0.0.2", "127.0.0.3"], known_hosts=str(known))
+    assert f"REVOKED HOST KEY for [127.0.0.2]:{fleet.port}" in (
+        result.hosts["127.0.0.2"].error or ""
+    )
+    assert result.hosts["127.0.0.3"].ok  # the pattern names .2 only
+
+
+def test_a_host_trusted_only_through_a_cert_authority_is_refused_saying_so(fleet, tmp_path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(f"@cert-authority * {_key(tmp_path, 'ca')}\n")
+    result = run_shell(fleet, ["true"], ["127.0.0.2"], known_hosts=str(known))
+    error = result.hosts["127.0.0.2"].error or ""
+    assert "not in known_hosts" in error
+    assert f"only through @cert-authority ({known}:1)" in error
+    assert "host certificates are not checked" in error
+
+
+def test_known_hosts_is_read_once_per_run(fleet, run_cli, write_runbook, tmp_path) -> None:
+    good = fleet.host_key_line
+    known = _known(fleet, tmp_path / "known_hosts", {"127.0.0.2": good, "127.0.0.3": good})
+    path = write_runbook(
+        f"""
+        apiVersion: runbook/v1
+        kind: Runbook
+        metadata: {{name: once, title: Once, severity: P3}}
+        targets:
+          a: {fleet.target_yaml(["127.0.0.2"], known_hosts=str(known))}
+          b: {fleet.target_yaml(["127.0.0.3"], known_hosts=str(known))}
+        steps:
+          - id: first
+            phase: triage
+            check: {{shell: {{argv: ["true"], target: a}}}}
+          - id: forget
+            phase: triage
+            check: {{shell: {{argv: [truncate, -s, "0", "{known}"]}}}}
+          - id: later
+            phase: triage
+            check: {{shell: {{argv: ["true"], target: b}}}}
+        """
+    )
+    r = run_cli("run", str(path), "--log-dir", "logs")
+    assert r.code == 0, r.text  # .3 was checked against the file as the run first read it
+    assert known.read_text() == ""
+    again = run_shell(fleet, ["true"], ["127.0.0.3"], known_hosts=str(known))
+    assert "not in known_hosts" in (again.hosts["127.0.0.3"].error or "")  # a new run reads anew
+
+
+def test_each_connection_holds_only_its_own_hosts_keys(fleet, tmp_path) -> None:
+    from runbook_plugins.ssh import SshRun
+
+    from runbook.contract import Host
+
+    others = {f"10.9.{i // 250}.{i % 250}": fleet.host_key_line for i in range(500)}
+    known = _known(fleet, tmp_path / "known_hosts", {**others, "127.0.0.2": fleet.host_key_line})
+    run = SshRun()
+    conns = [run.connect(Host(a), fleet.options(known_hosts=str(known))) for a in ("127.0.0.2",)]
+    try:
+        assert run.known_hosts.parsed == [str(known)]
+        held = conns[0]._client.get_host_keys()  # the paramiko client's own table
+        assert list(held.keys()) == [f"[127.0.0.2]:{fleet.port}"]
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+ORACLE_LINE = re.compile(r"# Host (?P<name>\S+) found: line (?P<line>\d+) ?(?P<mark>REVOKED|CA)?")
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["plain", "hashed"])
+def test_known_hosts_lookups_agree_with_ssh_keygen(tmp_path, hashed) -> None:
+    """`ssh-keygen -F NAME` is the oracle: which lines trust, revoke or certify a name."""
+    from runbook_plugins.ssh import KnownHostsFile
+
+    a, b, c = (_key(tmp_path, n) for n in "abc")
+    e = _key(tmp_path, "e", "ecdsa")
+    path = tmp_path / "known_hosts"
+    path.write_text(
+        f"web1 {a}\n[web2]:2222,web3 {b}\n# a comment\n\nweb1 {e}\n"
+        f"@revoked web* {c}\n@cert-authority *.example.com,!bad.example.com {c}\n"
+        f"web4 {c}\n[web5]:2200 {a}\n"
+    )
+    if hashed:
+        subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(path)], check=True, capture_output=True)
+    parsed = KnownHostsFile.read(str(path))
+    names = ["web1", "web2", "[web2]:2222", "web3", "web4", "[web5]:2200", "web5"]
+    names += ["db.example.com", "bad.example.com", "nowhere"]
+    for name in names:
+        oracle = subprocess.run(
+            ["ssh-keygen", "-F", name, "-f", str(path)], capture_output=True, text=True
+        ).stdout
+        found: dict[str | None, list[int]] = {None: [], "REVOKED": [], "CA": []}
+        for m in ORACLE_LINE.finditer(oracle):
+            found[m["mark"]].append(int(m["line"]))
+        trusted, revoked, authorities = parsed.lookup(name)
+        ours = [[e[0] for e in trusted], [e[0] for e in revoked], [e[0] for e in authorities]]
+        assert ours == [found[None], found["REVOKED"], found["CA"]], name

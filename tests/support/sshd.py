@@ -130,7 +130,8 @@ def start_fleet(root: Path, count: int = 20, first: int = 2, user: str | None = 
     root.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", exist_ok=True)
-    addresses = [f"127.0.0.{n}" for n in range(first, first + count)]
+    # past 127.0.0.254 the hosts go on in 127.0.1.1.. (all of 127/8 is loopback)
+    addresses = [f"127.0.{n // 254}.{n % 254 + 1}" for n in range(first - 1, first - 1 + count)]
     host_key_line = _keygen(root / "host_key")
     client_line = _keygen(root / "client_key")
     (root / "authorized_keys").write_text(client_line + "\n")
@@ -156,7 +157,7 @@ def start_fleet(root: Path, count: int = 20, first: int = 2, user: str | None = 
             [SSHD, "-D", "-e", "-f", str(conf)], stderr=log, stdin=subprocess.DEVNULL
         )
         fleet.pids.append(proc.pid)
-    _wait_ready(fleet, root)
+    _wait_ready(fleet, root, budget=max(10.0, count / 20))
     return fleet
 
 
