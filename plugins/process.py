@@ -11,6 +11,7 @@ the executor imports this module only inside `run()` to keep plugin loading chea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -219,8 +220,12 @@ def _wait(
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             return "timeout"
-        wait = POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now)
-        pump.step(max(wait, 0.0))
+        wait = max(POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now), 0.0)
+        if pump.open:
+            pump.step(wait)
+        else:  # the pipes closed, so it is exiting: wait for that, not a whole poll interval
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(wait)
 
 
 def _drain(pump: _Pump, budget: float) -> None:

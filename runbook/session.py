@@ -198,8 +198,6 @@ class Session:
         `console`/`io` say otherwise: nothing is shown, and a confirmation that `options`
         does not answer (`yes`, `answers`) is declined. Returns once the log is closed.
         """
-        import uuid
-
         from runbook.log.journal import JournalWriter
         from runbook.log.signing import load_signer
         from runbook.run.connections import check_targets
@@ -229,7 +227,7 @@ class Session:
             **(header_extra or {}),
         }
         signer = load_signer(options.signing_key)
-        run_id = uuid.uuid4().hex[:12]
+        run_id = os.urandom(6).hex()  # what uuid4().hex[:12] was, without importing uuid
         header = self._header(runbook, run_id, params, options, extra)
         journal = JournalWriter.create(
             self.log_dir, runbook.name, run_id, header, masker, signer=signer
@@ -252,7 +250,6 @@ class Session:
     ) -> dict[str, Any]:
         """The first record of every incident log (DESIGN.md: Incident log)."""
         import platform
-        import socket
         from datetime import UTC, datetime
 
         from runbook import __version__
@@ -272,7 +269,7 @@ class Session:
             "params": _masked_params(runbook, params),
             "operator": options.operator,
             "identity": os_identity(options.operator_source),
-            "host": socket.gethostname(),
+            "host": platform.node(),  # socket.gethostname(), without importing socket
             "dry_run": options.dry_run,
             "started": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "versions": {

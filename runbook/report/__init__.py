@@ -14,17 +14,30 @@ and each report states the targets it used.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.contract import ReportFormat
-from runbook.report.incident import Incident, build_incident
+
+if TYPE_CHECKING:
+    from runbook.report.incident import Incident, build_incident
 
 __all__ = ["Incident", "build_incident", "builtin_formats", "incident_from"]
+
+
+def __getattr__(name: str) -> Any:
+    # `runbook run` reads `runbook.report.sla` for its last console line: the incident
+    # model is imported only by what builds one.
+    if name in ("Incident", "build_incident"):
+        from runbook.report import incident
+
+        return getattr(incident, name)
+    raise AttributeError(f"module 'runbook.report' has no attribute {name!r}")
 
 
 def incident_from(records: Sequence[Mapping[str, Any]]) -> Incident:
     """The Incident for `records` with the operator's SLA targets (config file or defaults)."""
     from runbook.report import sla
+    from runbook.report.incident import build_incident
 
     return build_incident(records, sla.load_targets())
 

@@ -201,7 +201,8 @@ def _steps(incident: Incident) -> str:
         rows.append(
             f'<tr><td colspan="7">… {omitted.steps:,} more step executions from seq '
             f"{omitted.steps_first_seq} on, not listed: the report keeps the first "
-            f"{omitted.limits.steps:,} ({_e(tally)}); {_e(SHOW_ALL)}</td></tr>"
+            f"{omitted.limits.steps:,} ({_e(tally)}); {_e(SHOW_ALL)}<br>"
+            f"{'<br>'.join(_e(line) for line in omitted.per_step())}</td></tr>"
         )
     head = (
         "<tr><th>step</th><th>phase</th><th>kind</th><th>status</th><th>took</th>"

@@ -45,6 +45,7 @@ class Limits:
     failures: int = 20_000
     observer_errors: int = 100
     open_steps: int = 10_000
+    step_ids: int = 100
 
 
 DEFAULT_LIMITS = Limits()
@@ -155,8 +156,10 @@ class Omissions:
 
     `steps` executions beyond `limits.steps` (seq `steps_first_seq`..`steps_last_seq`)
     are counted by kind and outcome in `step_counts` (`{"check": {"failed": 3}}`; a
-    kind or outcome outside the vocabulary counts as `other`). `timeline` is the
-    entries the gaps stand for; `host_results` and `failures` what kept steps
+    kind or outcome outside the vocabulary counts as `other`) and, for the first
+    `limits.step_ids` step ids among them, by step in `by_step` (`{"poll": {"failed":
+    1035, "passed": 1}}`; `by_step_others` counts the executions of the other ids).
+    `timeline` is the entries the gaps stand for; `host_results` and `failures` what kept steps
     left out of their lists (`failures` counts confirmations too).
     """
 
@@ -165,6 +168,8 @@ class Omissions:
     steps_first_seq: int = 0
     steps_last_seq: int = 0
     step_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    by_step: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    by_step_others: int = 0
     timeline: int = 0
     observer_errors: int = 0
     host_results: int = 0
@@ -184,8 +189,18 @@ class Omissions:
 
     def tally(self, kind: str) -> str:
         """`170,000 passed, 28,000 failed` for the omitted executions of `kind`."""
-        counts = self.step_counts.get(kind, {})
-        return ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+        return outcomes(self.step_counts.get(kind, {}))
+
+    def per_step(self) -> list[str]:
+        """`poll: 1,036 (1,035 failed, 1 passed)` for each step id counted on its own, and a
+        last line for the executions of the others, if any."""
+        lines = [
+            f"{step}: {sum(counts.values()):,} ({outcomes(counts)})"
+            for step, counts in self.by_step.items()
+        ]
+        if self.by_step_others:
+            lines.append(f"{self.by_step_others:,} executions of other steps")
+        return lines
 
     def summary(self) -> str:
         """One sentence naming every limit that was reached (empty if none was)."""
@@ -398,17 +413,26 @@ class _Timeline:
         return entries
 
 
+def outcomes(counts: Mapping[str, int]) -> str:
+    """`1,035 failed, 1 passed`: counts by outcome, in the order of the outcomes' names."""
+    return ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+
+
 class _StepTally:
-    """Step executions past `Limits.steps`: counted by kind and outcome, not kept."""
+    """Step executions past `Limits.steps`: counted by kind and outcome, and by step for
+    the first `step_ids` ids, not kept."""
 
     _KINDS = frozenset({"check", "action"})
     _STATUSES = frozenset(StepStatus)
 
-    def __init__(self) -> None:
+    def __init__(self, step_ids: int) -> None:
         self.count = 0
         self.first_seq: int | None = None
         self.last_seq = 0
         self.counts: dict[str, dict[str, int]] = {}
+        self.step_ids = step_ids
+        self.by_step: dict[str, dict[str, int]] = {}
+        self.by_step_others = 0
 
     def start(self, seq: int) -> None:
         """An execution past the limit begins at `seq`."""
@@ -421,6 +445,11 @@ class _StepTally:
         status = str(step.status) if step.status in self._STATUSES else "other"
         by_status = self.counts.setdefault(kind, {})
         by_status[status] = by_status.get(status, 0) + 1
+        if step.id in self.by_step or len(self.by_step) < self.step_ids:
+            by_status = self.by_step.setdefault(step.id, {})
+            by_status[status] = by_status.get(status, 0) + 1
+        else:
+            self.by_step_others += 1
         self.count += 1
         self.last_seq = max(self.last_seq, seq)
 
@@ -442,7 +471,7 @@ class IncidentBuilder:
         self.steps: list[StepReport] = []
         self.open: dict[str, StepReport] = {}
         self.unkept: set[str] = set()  # ids of open executions past `limits.steps`
-        self.tally = _StepTally()
+        self.tally = _StepTally(limits.step_ids)
         self.timeline = _Timeline(limits.timeline_head, limits.timeline_tail)
         self.observer_errors: list[_Line] = []
         self.observer_errors_omitted = 0
@@ -642,6 +671,8 @@ class IncidentBuilder:
                 step_counts={
                     kind: dict(sorted(n.items())) for kind, n in sorted(tally.counts.items())
                 },
+                by_step={step: dict(sorted(n.items())) for step, n in tally.by_step.items()},
+                by_step_others=tally.by_step_others,
                 timeline=self.timeline.omitted,
                 observer_errors=self.observer_errors_omitted,
                 host_results=sum(s.hosts_omitted for s in self.steps),

@@ -122,7 +122,7 @@ def _omitted_case(suite: ET.Element, incident: Incident, counts: dict[str, int])
     name = f"{omitted.steps:,} more step executions"
     case = ET.SubElement(suite, "testcase", classname=_x(f"{incident.runbook}.omitted"), name=name)
     case.set("time", "0.000")
-    bump = _outcome(case, worst, message, message)
+    bump = _outcome(case, worst, message, "\n".join([message, *omitted.per_step()]))
     counts["tests"] += 1
     if bump:
         counts[bump] += 1

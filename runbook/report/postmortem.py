@@ -283,6 +283,22 @@ def _hosts(incident: Incident) -> list[str]:
     return [*lines, ""]
 
 
+def _not_listed_steps(incident: Incident) -> list[str]:
+    """The step executions past the report's limit, by step: a loop shows how often it ran."""
+    omitted = incident.omitted
+    if not omitted.steps:
+        return []
+    return [
+        "## Step executions not listed",
+        "",
+        f"The report lists the first {omitted.limits.steps:,} step executions; the other "
+        f"{omitted.steps:,} (seq {omitted.steps_first_seq}–{omitted.steps_last_seq}), by step:",
+        "",
+        *(f"- {_md(line)}" for line in omitted.per_step()),
+        "",
+    ]
+
+
 def _human_sections() -> list[str]:
     return [
         "## Root Cause",
@@ -352,6 +368,7 @@ def render(incident: Incident) -> str:
         _actions(incident),
         _failed_checks(incident),
         _hosts(incident),
+        _not_listed_steps(incident),
         _human_sections(),
         _integrity(incident),
     ]

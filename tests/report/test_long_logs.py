@@ -179,6 +179,9 @@ def test_what_the_model_leaves_out_is_counted_exactly(
 ) -> None:
     omitted = incident.omitted
     assert omitted.steps == long_log.executions - DEFAULT_LIMITS.steps
+    assert len(omitted.by_step) == DEFAULT_LIMITS.step_ids
+    by_step = sum(n for counts in omitted.by_step.values() for n in counts.values())
+    assert by_step + omitted.by_step_others == omitted.steps
     kept = sum(s.kind == "check" and s.status == "failed" for s in incident.steps)
     assert omitted.counted("check", {"failed"}) == long_log.failed_checks - kept
     gaps = [entry for entry in incident.timeline if isinstance(entry, TimelineGap)]
@@ -226,6 +229,7 @@ NOTES = {
         "more failures not listed",
         "more hosts | — | not listed (report limit); the step failed",
         "more observer errors not listed",
+        "## Step executions not listed",
     ],
     "json": ['"omitted": {"summary": "This log is too long', '"status": "omitted"'],
     "junit": ['name="abridged"', "more step executions from seq", "more hosts]"],
