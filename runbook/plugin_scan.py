@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -252,7 +253,8 @@ def _write_atomically(target: Path, body: bytes) -> None:
 
 
 def _prune(directory: Path) -> None:
-    """Keep the KEEP most recently written cache files (each plugin path has its own)."""
+    """Keep the KEEP most recently written cache files (each plugin path has its own), and
+    drop temporary files a crashed writer left behind (an hour old: no writer takes that)."""
     found = []
     for path in directory.glob("plugins-*.json"):
         try:
@@ -261,6 +263,12 @@ def _prune(directory: Path) -> None:
             continue
     for _, path in sorted(found, reverse=True)[KEEP:]:
         path.unlink(missing_ok=True)
+    for path in directory.glob(".plugins-*.json.*"):
+        try:
+            if path.stat().st_mtime < time.time() - 3600:
+                path.unlink()
+        except OSError:
+            continue
 
 
 def _source_files(modules: Iterable[str]) -> list[str] | None:

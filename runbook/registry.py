@@ -6,13 +6,14 @@ listed by `runbook plugins`, and only the steps that need it fail; two plugins
 claiming one executor name is an error that names both.
 
 Plugins are imported when first needed: the executors a runbook names, the
-transports when a step needs a connection, every observer when a run reports a
-step. Which plugin provides what comes from a scan of every entry point, kept
-between runs by `runbook.plugin_scan`; the first start after any change to the
-installed plugins imports them all, as every start used to. Whatever the scan
-says is checked when it is used: a plugin that does not provide what it was
-said to, or a name nobody was said to provide, makes the registry import every
-plugin and answer from what they really provide.
+transports its steps connect through, every observer when a run reports a step.
+Which plugin provides what comes from a scan of every entry point, kept between
+runs by `runbook.plugin_scan`; the first start after any change to the installed
+plugins imports them all, as every start used to. Whatever the scan says is
+checked when it is used: a plugin that does not provide what it was said to
+makes the registry import every plugin, answer from what they really provide and
+save that; a name the scan does not know is asked of every plugin that could
+provide it.
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ class PluginRegistry:
         """What the plugin loaded for entry point `name` provides (not loaded: retry each time)."""
         plugin = self._pm.get_plugin(name)
         info = self._info.get(name)
-        if plugin is None or info is None or info.module != value:
-            return ScannedPlugin(name, value, dist, version, loaded=False)
+        if plugin is None or info is None or (info.module, info.distribution) != (value, dist):
+            return ScannedPlugin(name, value, dist, version, loaded=False)  # or another's name
         hooks = tuple(sorted(caller.name for caller in self._pm.get_hookcallers(plugin) or []))
         executors, transports = self._provided(EXECUTORS, name), self._provided(TRANSPORTS, name)
         if executors is None or transports is None:
@@ -217,9 +218,6 @@ class PluginRegistry:
             self._pm.check_pending()
             if self._stale:
                 self._refresh()
-
-    def _import_all(self) -> None:
-        self._import(list(self._pending))
 
     def _refresh(self) -> None:
         """The scan no longer holds: import every plugin and save what they provide now."""

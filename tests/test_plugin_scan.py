@@ -401,6 +401,22 @@ def test_a_scan_is_not_saved_when_a_plugin_file_changed_during_it(
     assert plugin_scan.load(env, cache) is None
 
 
+def test_the_cache_keeps_a_bounded_number_of_files(tmp_path: Path) -> None:
+    """One file per Python environment and plugin path; a crashed writer's leftovers go."""
+    plugin = plugin_scan.ScannedPlugin("p", "p", "dist", "1")
+    leftover = tmp_path / ".plugins-x.json.123.abcd"
+    tmp_path.mkdir(exist_ok=True)
+    leftover.write_text("{")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    for i in range(plugin_scan.KEEP + 5):
+        env = plugin_scan.Environment(f"{i:02d}" + "k" * 62, "d" * 64)
+        assert plugin_scan.save(env, [plugin], [], time.time_ns(), tmp_path)
+    assert len(list(tmp_path.glob("plugins-*.json"))) == plugin_scan.KEEP
+    assert not leftover.exists()
+    newest = plugin_scan.Environment(f"{plugin_scan.KEEP + 4:02d}" + "k" * 62, "d" * 64)
+    assert plugin_scan.load(newest, tmp_path) == [plugin]
+
+
 def test_the_cache_directory_follows_xdg_and_can_be_overridden() -> None:
     assert plugin_scan.cache_dir({"RUNBOOK_CACHE_DIR": "/x"}) == Path("/x")
     assert plugin_scan.cache_dir({"XDG_CACHE_HOME": "/c"}) == Path("/c/runbook")

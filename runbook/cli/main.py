@@ -29,6 +29,8 @@ environment:
   RUNBOOK_PATH           extra directories to find runbooks by NAME (':'-separated)
   RUNBOOK_PARAM_<NAME>   value of a secret param, so it never shows in `ps`
   RUNBOOK_OPERATOR       who is running this (default: login name)
+  RUNBOOK_CACHE_DIR      where what the installed plugins provide is cached
+                         (default $XDG_CACHE_HOME/runbook or ~/.cache/runbook)
   NO_COLOR               disable colour
 """
 
