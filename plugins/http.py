@@ -220,20 +220,8 @@ def _send(call: dict[str, Any], timeout: float, cancel: threading.Event) -> Step
     request_line = f"{call['method']} {request_url(call['url'], call['params'])}"
     try:
         response, body, truncated = exchange(call, timeout, cancel)
-    except RequestStopped as stop:
-        return StepResult.failure(
-            f"{stop.reason}: {request_line}",
-            timed_out=stop.timed_out,
-            elapsed=time.monotonic() - start,
-            call=call,
-        )
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        return StepResult.failure(
-            f"{describe_error(exc, timeout)}: {request_line}",
-            timed_out=isinstance(exc, httpx.TimeoutException),
-            elapsed=time.monotonic() - start,
-            call=call,
-        )
+    except (RequestStopped, httpx.HTTPError, httpx.InvalidURL) as exc:
+        return unfinished_exchange(exc, request_line, timeout, start, call)
     elapsed = time.monotonic() - start
     fields = _fields(response, body, truncated, elapsed)
     return StepResult(ok=True, fields=fields, output=fields["text"], elapsed=elapsed, call=call)
@@ -465,6 +453,25 @@ def _json_or_none(body: bytes) -> Any:
         return parse_json(body)
     except ValueError:
         return None
+
+
+def unfinished_exchange(
+    exc: Exception, request_line: str, timeout: float, start: float, call: dict[str, Any]
+) -> StepResult:
+    """The failed result of an `exchange()` that did not complete: stopped by its deadline or
+    the operator (`RequestStopped`), or an httpx error. Shared by every executor built on it."""
+    import httpx
+
+    if isinstance(exc, RequestStopped):
+        reason, timed_out = exc.reason, exc.timed_out
+    else:
+        reason, timed_out = describe_error(exc, timeout), isinstance(exc, httpx.TimeoutException)
+    return StepResult.failure(
+        f"{reason}: {request_line}",
+        timed_out=timed_out,
+        elapsed=time.monotonic() - start,
+        call=call,
+    )
 
 
 def describe_error(exc: Exception, timeout: float) -> str:

@@ -45,10 +45,10 @@ from runbook.contract import (
 from .http import (
     MAX_BODY,
     RequestStopped,
-    describe_error,
     effective_timeout,
     exchange,
     parse_json,
+    unfinished_exchange,
     url_problem,
 )
 
@@ -325,20 +325,8 @@ def _send(call: dict[str, Any], url: str, timeout: float, cancel: threading.Even
     start = time.monotonic()
     try:
         response, body, truncated = exchange(request, timeout, cancel)
-    except RequestStopped as stop:
-        return StepResult.failure(
-            f"{stop.reason}: GET {url}",
-            timed_out=stop.timed_out,
-            elapsed=time.monotonic() - start,
-            call=call,
-        )
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        return StepResult.failure(
-            f"{describe_error(exc, timeout)}: GET {url}",
-            timed_out=isinstance(exc, httpx.TimeoutException),
-            elapsed=time.monotonic() - start,
-            call=call,
-        )
+    except (RequestStopped, httpx.HTTPError, httpx.InvalidURL) as exc:
+        return unfinished_exchange(exc, f"GET {url}", timeout, start, call)
     elapsed = time.monotonic() - start
     try:
         fields = answer_fields(response.status_code, response.headers, body, truncated)
